@@ -1,0 +1,23 @@
+"""Loading checkpoints and encoding images and texts."""
+
+from __future__ import annotations
+
+from fashionclip.models.loading import DEFAULT_MODEL, FASHION_CLIP_HUB_ID, load
+from fashionclip.models.model import (
+    FashionCLIP,
+    ImageEncoding,
+    ImageFailure,
+    ModelIdentity,
+    ZeroShotPrediction,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FASHION_CLIP_HUB_ID",
+    "FashionCLIP",
+    "ImageEncoding",
+    "ImageFailure",
+    "ModelIdentity",
+    "ZeroShotPrediction",
+    "load",
+]

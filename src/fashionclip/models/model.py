@@ -1,0 +1,404 @@
+"""The model object users hold: encode images and texts into one space, classify zero-shot."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from fashionclip.data.images import ImageInput, is_image_input, load_image
+from fashionclip.errors import FashionCLIPError, ImageDecodeError
+
+Output = Literal["numpy", "torch"]
+
+#: Prompt used when zero-shot classification is given no templates (the paper's prompt).
+DEFAULT_TEMPLATE = "a photo of a {}"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What made a set of embeddings: catalogs refuse to mix vectors of different models."""
+
+    name: str
+    kind: str
+    embedding_dim: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """One input that could not be encoded, and why."""
+
+    index: int
+    source: str
+    reason: str
+
+
+@dataclass
+class ImageEncoding:
+    """Result of :meth:`FashionCLIP.try_encode_images`: vectors for the inputs that decoded."""
+
+    embeddings: np.ndarray
+    ok_indices: list[int]
+    failures: list[ImageFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ZeroShotPrediction:
+    """Best label of one image and the probability of every label (sums to 1)."""
+
+    label: str
+    scores: dict[str, float]
+
+
+def describe_source(source: ImageInput) -> str:
+    """Short printable name of an image input, for reports."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.size[0]}x{source.size[1]}>"
+    return f"<{len(source)} bytes>"
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """Hash of parameter names, shapes and a sample of values: stable across paths and devices."""
+    digest = hashlib.sha256()
+    state = module.state_dict()
+    for name in sorted(state):
+        tensor = state[name]
+        if not torch.is_tensor(tensor) or not tensor.is_floating_point():
+            continue
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // 64)
+        sample = flat[::step][:64].to("cpu", torch.float32).numpy()
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(np.round(sample, 4).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _auto_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _features(output: Any) -> torch.Tensor:
+    """transformers 5 returns an output object from get_*_features; older versions a tensor."""
+    if torch.is_tensor(output):
+        return output
+    pooled = getattr(output, "pooler_output", None)
+    if pooled is not None:
+        return pooled
+    raise TypeError(f"cannot find embeddings in {type(output).__name__}")
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]
+
+
+class FashionCLIP:
+    """A CLIP-style dual encoder: images and texts embedded in one normalised space.
+
+    Build it with :func:`fashionclip.load`. Wraps a torch module that has
+    ``get_image_features`` / ``get_text_features``, plus its image processor and tokenizer.
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        image_processor: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        kind: str,
+        device: str | torch.device | None = None,
+        text_padding: str = "longest",
+        max_text_length: int = 77,
+        num_workers: int | None = None,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else _auto_device()
+        self.name = name
+        self.kind = kind
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.text_padding = text_padding
+        self.max_text_length = max_text_length
+        self.num_workers = num_workers or min(4, os.cpu_count() or 1)
+        module.eval()
+        # Fingerprint on CPU before any dtype change, so it matches across devices.
+        self.identity_fingerprint = weights_fingerprint(module)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.module = module.to(self.device, dtype=self.dtype)
+        self._embedding_dim: int | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def embedding_dim(self) -> int:
+        if self._embedding_dim is None:
+            self._embedding_dim = int(self.encode_text(["a"]).shape[1])
+        return self._embedding_dim
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(self.name, self.kind, self.embedding_dim, self.identity_fingerprint)
+
+    @property
+    def logit_scale(self) -> float:
+        scale = getattr(self.module, "logit_scale", None)
+        return float(scale.detach().float().exp().item()) if scale is not None else 100.0
+
+    @property
+    def logit_bias(self) -> float | None:
+        bias = getattr(self.module, "logit_bias", None)
+        return float(bias.detach().float().item()) if bias is not None else None
+
+    def __repr__(self) -> str:
+        return f"FashionCLIP(name={self.name!r}, kind={self.kind!r}, device={self.device.type})"
+
+    # ------------------------------------------------------------------ raw tensors (training)
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Decoded RGB images -> pixel tensor, with the model's own processor."""
+        return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Texts -> token tensors, truncated to the model's maximum length."""
+        return dict(
+            self.tokenizer(
+                list(texts),
+                padding=self.text_padding,
+                truncation=True,
+                max_length=self.max_text_length,
+                return_tensors="pt",
+            )
+        )
+
+    def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings, with gradients if enabled (used by training)."""
+        return _features(self.module.get_image_features(pixel_values=pixel_values))
+
+    def text_embeddings(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Unnormalised text embeddings, with gradients if enabled (used by training)."""
+        accepted = {"input_ids", "attention_mask", "token_type_ids"}
+        if self.kind == "siglip":
+            accepted = {"input_ids"}  # SigLIP was trained without an attention mask
+        return _features(
+            self.module.get_text_features(**{k: v for k, v in tokens.items() if k in accepted})
+        )
+
+    # ------------------------------------------------------------------ encoding
+    def encode_images(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        batch_size: int = 32,
+        show_progress: bool = False,
+        output: Output = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """Embed images (paths, bytes or PIL); L2-normalised float32, input order.
+
+        A single image gives a vector of shape (D,). Raises ImageDecodeError on a bad image;
+        use :meth:`try_encode_images` to skip and report bad images instead.
+        """
+        single = is_image_input(images)
+        batch = [images] if single else list(images)
+        result = self.try_encode_images(batch, batch_size=batch_size, show_progress=show_progress)
+        if result.failures:
+            first = result.failures[0]
+            more = f" (and {len(result.failures) - 1} more)" if len(result.failures) > 1 else ""
+            raise ImageDecodeError(f"image {first.index}: {first.reason}{more}")
+        vectors = result.embeddings[0] if single else result.embeddings
+        return torch.from_numpy(vectors) if output == "torch" else vectors
+
+    def try_encode_images(
+        self,
+        images: Sequence[ImageInput],
+        batch_size: int = 32,
+        show_progress: bool = False,
+    ) -> ImageEncoding:
+        """Embed images, skipping the ones that fail to decode (listed with a reason).
+
+        Decoding and preprocessing of the next batch run in threads while the model
+        encodes the current one.
+        """
+        if batch_size <= 0:
+            raise FashionCLIPError(f"batch_size must be positive, got {batch_size}")
+        images = list(images)
+        chunks: list[np.ndarray] = []
+        ok_indices: list[int] = []
+        failures: list[ImageFailure] = []
+        progress = tqdm(
+            total=len(images), desc="Encoding images", unit="img", disable=not show_progress
+        )
+        with ThreadPoolExecutor(max_workers=self.num_workers) as pool:
+
+            def prepare(start: int, chunk: Sequence[ImageInput]):
+                decoded = list(pool.map(_try_load, chunk))
+                good = [(start + i, img) for i, (img, _) in enumerate(decoded) if img is not None]
+                bad = [
+                    ImageFailure(start + i, describe_source(chunk[i]), err)
+                    for i, (_, err) in enumerate(decoded)
+                    if err is not None
+                ]
+                pixels = self.preprocess([img for _, img in good]) if good else None
+                return [i for i, _ in good], bad, pixels, len(chunk)
+
+            pending = None
+            batches = iter(_batches(images, batch_size))
+            with ThreadPoolExecutor(max_workers=1) as prefetch:
+                first = next(batches, None)
+                if first is not None:
+                    pending = prefetch.submit(prepare, *first)
+                while pending is not None:
+                    indices, bad, pixels, count = pending.result()
+                    following = next(batches, None)
+                    pending = prefetch.submit(prepare, *following) if following else None
+                    failures.extend(bad)
+                    if pixels is not None:
+                        chunks.append(self._embed_pixels(pixels))
+                        ok_indices.extend(indices)
+                    progress.update(count)
+        progress.close()
+        dim = chunks[0].shape[1] if chunks else 0
+        embeddings = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+        return ImageEncoding(embeddings, ok_indices, failures)
+
+    def encode_text(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int = 256,
+        show_progress: bool = False,
+        output: Output = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """Embed texts; L2-normalised float32, input order. A single string gives (D,)."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        if batch_size <= 0:
+            raise FashionCLIPError(f"batch_size must be positive, got {batch_size}")
+        bad = [i for i, t in enumerate(batch) if not isinstance(t, str)]
+        if bad:
+            raise FashionCLIPError(f"texts must be strings; item {bad[0]} is {type(batch[bad[0]])}")
+        chunks = []
+        for _, chunk in tqdm(
+            list(_batches(batch, batch_size)),
+            desc="Encoding texts",
+            unit="batch",
+            disable=not show_progress,
+        ):
+            tokens = {k: v.to(self.device) for k, v in self.tokenize(chunk).items()}
+            with torch.inference_mode(), self._autocast():
+                vectors = self.text_embeddings(tokens)
+            chunks.append(_normalise(vectors))
+        dim = chunks[0].shape[1] if chunks else 0
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+        vectors = vectors[0] if single else vectors
+        return torch.from_numpy(vectors) if output == "torch" else vectors
+
+    def _embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode(), self._autocast():
+            vectors = self.image_embeddings(pixels.to(self.device, dtype=self.dtype))
+        return _normalise(vectors)
+
+    def _autocast(self):
+        return nullcontext()
+
+    # ------------------------------------------------------------------ zero-shot
+    def label_embeddings(self, labels: Sequence[str], templates: Sequence[str] | None = None):
+        """One normalised text vector per label, averaged over the prompt templates."""
+        labels = _check_labels(labels)
+        templates = list(templates) if templates else [DEFAULT_TEMPLATE]
+        for template in templates:
+            if "{}" not in template:
+                raise FashionCLIPError(f"template {template!r} has no '{{}}' for the label")
+        prompts = [template.format(label) for label in labels for template in templates]
+        vectors = self.encode_text(prompts).reshape(len(labels), len(templates), -1).mean(axis=1)
+        return _normalise_np(vectors)
+
+    def zero_shot_classification(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        labels: Sequence[str],
+        templates: Sequence[str] | None = None,
+        batch_size: int = 32,
+        show_progress: bool = False,
+    ) -> list[ZeroShotPrediction]:
+        """Best label and per-label probabilities for each image (prompt-ensembled if templates)."""
+        labels = _check_labels(labels)
+        single = is_image_input(images)
+        batch = [images] if single else list(images)
+        image_vectors = self.encode_images(
+            batch, batch_size=batch_size, show_progress=show_progress
+        )
+        probabilities = self.label_probabilities(
+            image_vectors, self.label_embeddings(labels, templates)
+        )
+        return [
+            ZeroShotPrediction(
+                labels[int(row.argmax())], {label: float(p) for label, p in zip(labels, row)}
+            )
+            for row in probabilities
+        ]
+
+    def label_probabilities(
+        self, image_vectors: np.ndarray, label_vectors: np.ndarray
+    ) -> np.ndarray:
+        """Softmax over labels of the scaled cosine similarities (SigLIP: per-label sigmoid, renormalised)."""
+        logits = self.logit_scale * (image_vectors @ label_vectors.T)
+        if self.logit_bias is not None:
+            logits = logits + self.logit_bias
+        logits = logits - logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write the whole model folder (weights as safetensors, tokenizer, processor)."""
+        os.makedirs(folder, exist_ok=True)
+        module = self.module
+        if self.dtype != torch.float32:
+            raise FashionCLIPError("save a float32 model (load it on CPU to save it)")
+        module.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.image_processor.save_pretrained(folder)
+
+
+def _try_load(source: ImageInput) -> tuple[Image.Image | None, str | None]:
+    try:
+        return load_image(source), None
+    except ImageDecodeError as exc:
+        return None, str(exc)
+
+
+def _normalise(vectors: torch.Tensor) -> np.ndarray:
+    vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
+    return vectors.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _normalise_np(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _check_labels(labels: Sequence[str]) -> list[str]:
+    if isinstance(labels, str):
+        raise FashionCLIPError("labels must be a list of strings, not a single string")
+    labels = [str(label) for label in labels]
+    if len(labels) < 2:
+        raise FashionCLIPError("zero-shot classification needs at least two labels")
+    if any(not label.strip() for label in labels):
+        raise FashionCLIPError("labels must not be empty")
+    if len(set(labels)) != len(labels):
+        raise FashionCLIPError("labels must be distinct")
+    return labels
