@@ -96,7 +96,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     label_vectors = model.label_embeddings(labels, args.template or None)
     probabilities = model.label_probabilities(outcome.embeddings, label_vectors)
     rows = []
-    for index, row in zip(outcome.ok_indices, probabilities):
+    for index, row in zip(outcome.ok_indices, probabilities, strict=True):
         order = row.argsort()[::-1]
         rows.append(
             {

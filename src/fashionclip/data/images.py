@@ -11,13 +11,12 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 from PIL import Image, UnidentifiedImageError
 
 from fashionclip.errors import ImageDecodeError
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
 #: Largest image (in pixels) we agree to decode; larger files are treated as decompression bombs.
 MAX_IMAGE_PIXELS = 64_000_000

@@ -346,7 +346,7 @@ class FashionCLIP:
         )
         return [
             ZeroShotPrediction(
-                labels[int(row.argmax())], {label: float(p) for label, p in zip(labels, row)}
+                labels[int(row.argmax())], {label: float(p) for label, p in zip(labels, row, strict=True)}
             )
             for row in probabilities
         ]
