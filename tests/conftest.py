@@ -36,7 +36,7 @@ def tiny_clip_dir(tiny_model_dirs) -> Path:
 def tiny_clip(tiny_clip_dir):
     import fashionclip
 
-    return fashionclip.load(tiny_clip_dir, device="cpu")
+    return fashionclip.load(tiny_clip_dir, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ HF_KINDS = ["clip", "siglip", "vision-text-dual-encoder"]
 def any_model(request, tiny_model_dirs):
     if request.param not in tiny_model_dirs:
         pytest.fail(f"no tiny builder for {request.param}")
-    return fashionclip.load(tiny_model_dirs[request.param], device="cpu")
+    return fashionclip.load(tiny_model_dirs[request.param], device="cpu", precision="fp32")
 
 
 def test_encode_images_shapes_order_and_norm(any_model, product_images):
@@ -64,7 +64,7 @@ def test_encode_text_single_batch_and_truncation(any_model):
 def test_tokenizers_give_real_ids(tiny_model_dirs):
     """transformers 5 silently ignores some tokenizer file arguments; make sure words map to words."""
     for kind in HF_KINDS:
-        model = fashionclip.load(tiny_model_dirs[kind], device="cpu")
+        model = fashionclip.load(tiny_model_dirs[kind], device="cpu", precision="fp32")
         ids = model.tokenize(["red nike sneakers"])["input_ids"][0].tolist()
         tokens = [t.replace("</w>", "") for t in model.tokenizer.convert_ids_to_tokens(ids)]
         for word in ("red", "nike", "sneakers"):
@@ -142,9 +142,9 @@ def test_bad_images_are_skipped_with_reasons(tiny_clip, product_images, tmp_path
 def test_identity_survives_copy_and_differs_between_models(tiny_model_dirs, tmp_path):
     source = tiny_model_dirs["clip"]
     copy = shutil.copytree(source, tmp_path / "copy")
-    a = fashionclip.load(source, device="cpu").identity
-    b = fashionclip.load(copy, device="cpu").identity
-    other = fashionclip.load(tiny_model_dirs["siglip"], device="cpu").identity
+    a = fashionclip.load(source, device="cpu", precision="fp32").identity
+    b = fashionclip.load(copy, device="cpu", precision="fp32").identity
+    other = fashionclip.load(tiny_model_dirs["siglip"], device="cpu", precision="fp32").identity
     assert a.fingerprint == b.fingerprint
     assert a.fingerprint != other.fingerprint
 
@@ -163,9 +163,9 @@ def test_pickle_checkpoints_need_explicit_opt_in(tiny_model_dirs, tmp_path):
         )
         (folder / "model.safetensors").unlink(missing_ok=True)
     with pytest.raises(UnsafeCheckpointError, match="allow_pickle"):
-        fashionclip.load(folder, device="cpu")
+        fashionclip.load(folder, device="cpu", precision="fp32")
     model = fashionclip.load(folder, device="cpu", allow_pickle=True)
-    reference = fashionclip.load(tiny_model_dirs["clip"], device="cpu")
+    reference = fashionclip.load(tiny_model_dirs["clip"], device="cpu", precision="fp32")
     np.testing.assert_allclose(model.encode_text("red"), reference.encode_text("red"), atol=1e-5)
 
 
@@ -185,6 +185,16 @@ def test_missing_models_give_clear_errors(tmp_path):
 
 def test_save_pretrained_round_trip(tiny_clip, tmp_path):
     tiny_clip.save_pretrained(tmp_path / "saved")
-    again = fashionclip.load(tmp_path / "saved", device="cpu")
+    again = fashionclip.load(tmp_path / "saved", device="cpu", precision="fp32")
     np.testing.assert_allclose(again.encode_text("red"), tiny_clip.encode_text("red"), atol=1e-6)
     assert again.identity.fingerprint == tiny_clip.identity.fingerprint
+
+
+def test_bf16_autocast_stays_close_to_fp32(tiny_clip_dir, product_images):
+    exact = fashionclip.load(tiny_clip_dir, device="cpu", precision="fp32")
+    fast = fashionclip.load(tiny_clip_dir, device="cpu", precision="bf16")
+    a, b = exact.encode_images(product_images), fast.encode_images(product_images)
+    assert (a * b).sum(axis=1).min() > 0.98
+    assert exact.identity.fingerprint == fast.identity.fingerprint
+    with pytest.raises(FashionCLIPError, match="precision"):
+        fashionclip.load(tiny_clip_dir, precision="int3")

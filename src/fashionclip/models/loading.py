@@ -39,11 +39,13 @@ def load(
     device: str | torch.device | None = None,
     *,
     allow_pickle: bool = False,
+    precision: str = "auto",
 ) -> FashionCLIP:
     """Load a CLIP-style model from a local folder or a Hugging Face Hub id.
 
     With no name, loads the offline default model shipped with the package. The device is
-    chosen automatically (cuda, then mps, then cpu); on GPU, inference runs in float16.
+    chosen automatically (cuda, then mps, then cpu). ``precision="auto"`` runs inference in
+    float16 on GPU and in bfloat16 autocast on CPUs with native bf16 support, else float32.
     Weights are read from safetensors; a pickle checkpoint is refused unless ``allow_pickle``.
     """
     if name_or_path is None or str(name_or_path) == DEFAULT_MODEL:
@@ -62,7 +64,9 @@ def load(
             if _looks_like_path(name):
                 raise ModelNotFoundError(f"model folder not found: {name}")
             path = _download(name)
-    return _load_folder(path, name=name, device=device, allow_pickle=allow_pickle)
+    return _load_folder(
+        path, name=name, device=device, allow_pickle=allow_pickle, precision=precision
+    )
 
 
 def _looks_like_path(name: str) -> bool:
@@ -124,7 +128,12 @@ def _check_weights(path: Path, allow_pickle: bool) -> bool:
 
 
 def _load_folder(
-    path: Path, *, name: str, device: str | torch.device | None, allow_pickle: bool
+    path: Path,
+    *,
+    name: str,
+    device: str | torch.device | None,
+    allow_pickle: bool,
+    precision: str,
 ) -> FashionCLIP:
     config = _read_config(path)
     kind = config.get("model_type")
@@ -141,6 +150,7 @@ def _load_folder(
             kind=kind,
             device=device,
             max_text_length=max_length,
+            precision=precision,
         )
     if kind not in HF_KINDS:
         supported = ", ".join(sorted(HF_KINDS | {OWN_KIND}))
@@ -176,4 +186,5 @@ def _load_folder(
         device=device,
         text_padding=padding,
         max_text_length=max_length,
+        precision=precision,
     )

@@ -19,6 +19,7 @@ from fashionclip.data.images import ImageInput, is_image_input, load_image
 from fashionclip.errors import FashionCLIPError, ImageDecodeError
 
 Output = Literal["numpy", "torch"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 #: Prompt used when zero-shot classification is given no templates (the paper's prompt).
 DEFAULT_TEMPLATE = "a photo of a {}"
@@ -95,6 +96,23 @@ def _auto_device() -> torch.device:
     return torch.device("cpu")
 
 
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    """auto: float16 on GPU; bfloat16 autocast on CPUs with native bf16 (AMX/AVX512-BF16), else fp32."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise FashionCLIPError(f"precision must be auto, fp32, bf16 or fp16, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "fp16"
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        try:
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                return "bf16"
+        except (AttributeError, RuntimeError):
+            pass
+    return "fp32"
+
+
 def _features(output: Any) -> torch.Tensor:
     """transformers 5 returns an output object from get_*_features; older versions a tensor."""
     if torch.is_tensor(output):
@@ -129,8 +147,10 @@ class FashionCLIP:
         text_padding: str = "longest",
         max_text_length: int = 77,
         num_workers: int | None = None,
+        precision: Precision = "auto",
     ) -> None:
         self.device = torch.device(device) if device is not None else _auto_device()
+        self.precision = _resolve_precision(precision, self.device)
         self.name = name
         self.kind = kind
         self.image_processor = image_processor
@@ -141,8 +161,11 @@ class FashionCLIP:
         module.eval()
         # Fingerprint on CPU before any dtype change, so it matches across devices.
         self.identity_fingerprint = weights_fingerprint(module)
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        # fp16 stores half weights (GPU); bf16 keeps fp32 weights and autocasts matmuls/convs.
+        self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.module = module.to(self.device, dtype=self.dtype)
+        if self.device.type == "cpu":
+            self.module = self.module.to(memory_format=torch.channels_last)
         self._embedding_dim: int | None = None
 
     # ------------------------------------------------------------------ identity
@@ -308,10 +331,15 @@ class FashionCLIP:
 
     def _embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), self._autocast():
-            vectors = self.image_embeddings(pixels.to(self.device, dtype=self.dtype))
+            pixels = pixels.to(self.device, dtype=self.dtype)
+            if self.device.type == "cpu" and pixels.dim() == 4:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            vectors = self.image_embeddings(pixels)
         return _normalise(vectors)
 
     def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     # ------------------------------------------------------------------ zero-shot
@@ -346,7 +374,8 @@ class FashionCLIP:
         )
         return [
             ZeroShotPrediction(
-                labels[int(row.argmax())], {label: float(p) for label, p in zip(labels, row, strict=True)}
+                labels[int(row.argmax())],
+                {label: float(p) for label, p in zip(labels, row, strict=True)},
             )
             for row in probabilities
         ]
@@ -354,7 +383,7 @@ class FashionCLIP:
     def label_probabilities(
         self, image_vectors: np.ndarray, label_vectors: np.ndarray
     ) -> np.ndarray:
-        """Softmax over labels of the scaled cosine similarities (SigLIP: per-label sigmoid, renormalised)."""
+        """Softmax over labels of the cosine similarities times the model's logit scale."""
         logits = self.logit_scale * (image_vectors @ label_vectors.T)
         if self.logit_bias is not None:
             logits = logits + self.logit_bias
@@ -368,8 +397,10 @@ class FashionCLIP:
         os.makedirs(folder, exist_ok=True)
         module = self.module
         if self.dtype != torch.float32:
-            raise FashionCLIPError("save a float32 model (load it on CPU to save it)")
-        module.save_pretrained(folder)
+            raise FashionCLIPError(
+                "save a float32 model (load it with precision='fp32' to save it)"
+            )
+        module.to(memory_format=torch.contiguous_format).save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         self.image_processor.save_pretrained(folder)
 
