@@ -164,7 +164,7 @@ def test_pickle_checkpoints_need_explicit_opt_in(tiny_model_dirs, tmp_path):
         (folder / "model.safetensors").unlink(missing_ok=True)
     with pytest.raises(UnsafeCheckpointError, match="allow_pickle"):
         fashionclip.load(folder, device="cpu", precision="fp32")
-    model = fashionclip.load(folder, device="cpu", allow_pickle=True)
+    model = fashionclip.load(folder, device="cpu", precision="fp32", allow_pickle=True)
     reference = fashionclip.load(tiny_model_dirs["clip"], device="cpu", precision="fp32")
     np.testing.assert_allclose(model.encode_text("red"), reference.encode_text("red"), atol=1e-5)
 
