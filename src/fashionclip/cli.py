@@ -117,6 +117,102 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0 if rows or not failures else 1
 
 
+# ---------------------------------------------------------------------------------------- index
+def _cmd_index(args: argparse.Namespace) -> int:
+    from fashionclip.data.tables import IdSubset, read_catalog_source
+    from fashionclip.index import Catalog
+    from fashionclip.index.store import DB_NAME, REPORT_NAME
+
+    if args.ids_where and not args.ids_file:
+        raise FashionCLIPError("--ids-where needs --ids-file")
+    subset = IdSubset.parse(args.ids_file, args.ids_where) if args.ids_file else None
+    source = read_catalog_source(
+        args.source,
+        id_column=args.id_column,
+        image_column=args.image_column,
+        image_template=args.image_template,
+        subset=subset,
+        limit=args.limit,
+    )
+    for warning in source.warnings[: args.max_warnings]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if len(source.warnings) > args.max_warnings:
+        print(f"warning: ... {len(source.warnings) - args.max_warnings} more", file=sys.stderr)
+    catalog_dir = Path(args.catalog)
+    model_name = args.model
+    if model_name is None and (catalog_dir / DB_NAME).is_file():
+        model_name = Catalog.open(catalog_dir).model_identity.name  # the model that built it
+    model = _load_model(model_name, args.device, args.allow_pickle)
+    with Catalog.open_or_create(catalog_dir, model) as catalog:
+        report = catalog.index(
+            source,
+            batch_size=args.batch_size,
+            commit_every=args.commit_every,
+            show_progress=not args.no_progress,
+        )
+        total = len(catalog)
+    if args.json:
+        _print_json({**report.to_dict(), "catalog_size": total, "warnings": source.warnings})
+    else:
+        print(f"{catalog_dir}: {report.summary()}; the catalog holds {total} products")
+        for failure in report.failures[: args.max_failures]:
+            print(f"failed {failure.id} ({failure.path}): {failure.reason}")
+        if len(report.failures) > args.max_failures:
+            print(
+                f"... {len(report.failures) - args.max_failures} more failures in "
+                f"{catalog_dir / REPORT_NAME}"
+            )
+    usable = report.added + report.updated + report.metadata_updated + report.unchanged
+    return 1 if report.failed and not usable else 0
+
+
+# ---------------------------------------------------------------------------------------- search
+def _parse_filters(items: Sequence[str] | None) -> dict[str, list[str]]:
+    """``col=value`` options; repeating a column accepts any of its values."""
+    filters: dict[str, list[str]] = {}
+    for item in items or []:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise FashionCLIPError(f"--filter must look like COLUMN=VALUE, got {item!r}")
+        filters.setdefault(column.strip(), []).append(value.strip())
+    return filters
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from fashionclip.errors import InvalidQueryError
+    from fashionclip.index import Catalog
+
+    given = [x for x in (args.query, args.image, args.like) if x is not None]
+    if len(given) != 1:
+        raise InvalidQueryError("give exactly one of: a query text, --image PATH or --like ID")
+    filters = _parse_filters(args.filter)
+    catalog = Catalog.open(args.catalog)
+    if args.like is None:
+        if args.query is not None and not args.query.strip():
+            raise InvalidQueryError("the query text is empty")
+        name = args.model or catalog.model_identity.name
+        catalog.close()
+        catalog = Catalog.open(args.catalog, _load_model(name, args.device, args.allow_pickle))
+    with catalog:
+        if args.like is not None:
+            results = catalog.search(like=args.like, k=args.top_k, filters=filters)
+        elif args.image is not None:
+            results = catalog.search(image=args.image, k=args.top_k, filters=filters)
+        else:
+            results = catalog.search(args.query, k=args.top_k, filters=filters)
+    if args.json:
+        _print_json([r.to_dict() for r in results])
+    else:
+        for rank, result in enumerate(results, 1):
+            meta = result.metadata
+            title = meta.get(args.title_column) if args.title_column else None
+            label = title if title is not None else ", ".join(f"{v}" for v in meta.values())
+            print(f"{rank:>3}. {result.score:.4f}  {result.id}  {label}")
+        if not results:
+            print("no results", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -149,6 +245,60 @@ def build_parser() -> argparse.ArgumentParser:
     classify.set_defaults(handler=_cmd_classify)
 
     # Subcommands of other parts register below (one block each).
+    index = commands.add_parser(
+        "index",
+        help="build or update a catalog from a table (CSV/Parquet) or image folder",
+        description="Build or update a catalog. Only new products and changed images are "
+        "embedded. --model defaults to the catalog's model when the catalog exists.",
+    )
+    _add_model_options(index)
+    index.add_argument("source", help="CSV/Parquet table of products, or a folder of images")
+    index.add_argument("--catalog", required=True, help="catalog folder (created if missing)")
+    index.add_argument(
+        "--image-template",
+        default=None,
+        help="image path from row fields, relative to the table (default 'images/{id}.jpg')",
+    )
+    index.add_argument("--image-column", default=None, help="column holding image paths")
+    index.add_argument("--id-column", default="id", help="column holding product ids")
+    index.add_argument("--ids-file", default=None, help="table of ids to keep (e.g. splits.csv)")
+    index.add_argument(
+        "--ids-where", default=None, help="COLUMN=VALUE row filter for --ids-file (split=test)"
+    )
+    index.add_argument("--limit", type=int, default=None, help="only the first N products")
+    index.add_argument("--batch-size", type=int, default=32, help="images per model batch")
+    index.add_argument(
+        "--commit-every", type=int, default=1024, help="images per committed (crash-safe) batch"
+    )
+    index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    index.add_argument("--max-warnings", type=int, default=10, help="source warnings to print")
+    index.add_argument("--max-failures", type=int, default=20, help="failures to print")
+    index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.set_defaults(handler=_cmd_index)
+
+    search = commands.add_parser(
+        "search",
+        help="search a catalog by text, image or product",
+        description="Search a catalog. --model defaults to the model that built the catalog.",
+    )
+    _add_model_options(search)
+    search.add_argument("query", nargs="?", default=None, help="text query")
+    search.add_argument("--catalog", required=True, help="catalog folder")
+    search.add_argument("--top-k", "-k", type=int, default=10, help="number of results")
+    search.add_argument(
+        "--filter",
+        action="append",
+        metavar="COLUMN=VALUE",
+        help="keep products whose COLUMN equals VALUE; repeat a column to accept several values",
+    )
+    search.add_argument("--image", default=None, help="search by this image file")
+    search.add_argument("--like", default=None, metavar="ID", help="products similar to ID")
+    search.add_argument(
+        "--title-column", default="productDisplayName", help="metadata column shown per hit"
+    )
+    search.add_argument("--json", action="store_true", help="print a JSON list, best first")
+    search.set_defaults(handler=_cmd_search)
+
     return parser
 
 
