@@ -309,6 +309,25 @@ def test_text_tower_matches_sentence_transformers(pretrained_model):
     assert (cosine > 0.999).all(), cosine
 
 
+def test_folded_batchnorm_forward_matches_the_library(pretrained_model, tmp_path):
+    tower = pretrained_model.vision_model
+    pixels = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ours = tower(pixels)
+        library = tower.net.extract_features(pixels).mean(dim=(2, 3))
+    assert torch.allclose(ours, library, rtol=1e-4, atol=1e-4)
+    # Training mode (batch statistics) takes the library's conv-then-BN path.
+    tiny, processor, _ = load_dual_encoder(build_tiny_dual_encoder(tmp_path / "t"))
+    tiny.vision_model.net._global_params = tiny.vision_model.net._global_params._replace(
+        drop_connect_rate=None
+    )
+    pixels = processor(images=_images())["pixel_values"]
+    tiny.train()
+    ours = tiny.vision_model(pixels)
+    library = tiny.vision_model.net.extract_features(pixels).mean(dim=(2, 3))
+    assert torch.allclose(ours, library, rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- safety and freezing
 
 

@@ -130,6 +130,8 @@ class FashionDualEncoderConfig:
 class FashionImageProcessor:
     """Resize to a square (aspect kept, padded with white, as catalog photos are on white), then
     normalise; batched in numpy/torch so the per-image Python work is one PIL resize.
+
+    ``pixel_values`` has shape (N, 3, S, S) and channels_last strides, which the CNN prefers.
     """
 
     def __init__(
@@ -199,8 +201,9 @@ class FashionImageProcessor:
         if isinstance(images, Image.Image):
             images = [images]
         batch = torch.from_numpy(self.to_uint8(list(images))).permute(0, 3, 1, 2)
-        pixels = (batch.float() - self._shift) / self._scale
-        return {"pixel_values": pixels.contiguous()}
+        pixels = batch.float()  # (N, 3, S, S) in channels_last memory: no transpose copy
+        pixels.sub_(self._shift).div_(self._scale)
+        return {"pixel_values": pixels}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -291,7 +294,8 @@ class FashionDualEncoder(nn.Module):
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Projected image embeddings (B, D), not normalised."""
         dtype = self.logit_scale.dtype
-        features = self.vision_model(pixel_values.to(dtype))
+        pixels = pixel_values.to(dtype).contiguous(memory_format=torch.channels_last)
+        features = self.vision_model(pixels)
         return self.visual_projection(features)
 
     def get_text_features(
