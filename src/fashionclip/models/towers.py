@@ -215,11 +215,12 @@ class EfficientNetTower(nn.Module):
                 module.inplace = True
 
     def reset_parameters(self) -> None:
-        """torchvision's EfficientNet init (He, fan-out): keeps a random tower's activations
-        alive through depth (PyTorch's default conv init shrinks them to ~1e-10)."""
+        """He init on fan-in (which, unlike fan-out, counts depthwise groups right): keeps a
+        random tower's eval-mode activations alive through depth (PyTorch's default and
+        torchvision's fan-out init shrink them ~10x per stage, to ~1e-8 at the head)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
