@@ -453,7 +453,8 @@ def test_exact_search_matches_brute_force(tmp_path):
     for _ in range(5):
         q = rng.normal(size=dim).astype(np.float32)
         qn = q / np.linalg.norm(q)
-        for filters in (None, {"group": ["3", "5"]}):
+        # No filter, a broad filter (full pass) and a selective one (< 25%: rows gathered).
+        for filters in (None, {"group": ["3", "5"]}, {"group": ["2"]}):
             ids = [i for i in truth if filters is None or meta[i]["group"] in filters["group"]]
             scores = np.array([truth[i] @ qn for i in ids])
             expected = [ids[j] for j in np.argsort(-scores)[:10]]
@@ -463,6 +464,11 @@ def test_exact_search_matches_brute_force(tmp_path):
                 [h.score for h in got], np.sort(scores)[::-1][:10], atol=1e-5
             )
     assert len(cat.search(vector=q, k=1000)) == 298
+    group_2 = [i for i in truth if meta[i]["group"] == "2"]
+    like = cat.search(like=group_2[0], k=1000, filters={"group": "2"})
+    assert sorted(h.id for h in like) == sorted(group_2[1:])
+    scores = [h.score for h in like]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_concurrent_reads_while_writing(catalog, products):
@@ -490,3 +496,83 @@ def test_concurrent_reads_while_writing(catalog, products):
         thread.join()
     assert not errors
     assert len(results) == 180 and all(r == expected for r in results)
+
+
+# ------------------------------------------------------------------------------ ANN (optional)
+
+
+def test_ann_index(tmp_path, monkeypatch):
+    pytest.importorskip("usearch")
+    import fashionclip.index.catalog as catalog_module
+
+    ann_calls = []
+    real_search_keys = catalog_module.search_keys
+
+    def counting_search_keys(index, q, count):
+        ann_calls.append(count)
+        return real_search_keys(index, q, count)
+
+    monkeypatch.setattr(catalog_module, "search_keys", counting_search_keys)
+    rng = np.random.default_rng(3)
+    dim, n = 24, 3000
+    centres = rng.normal(size=(60, dim))
+    vectors = centres[rng.integers(0, 60, size=n)] + 0.3 * rng.normal(size=(n, dim))
+    identity = {"name": "synthetic", "kind": "test", "embedding_dim": dim, "fingerprint": "a"}
+    cat = Catalog.create(tmp_path / "cat", identity)
+    meta = [{"half": "a" if i % 2 else "b", "tenth": str(i % 10)} for i in range(n)]
+    cat.add_embeddings([f"v{i}" for i in range(n)], vectors, meta)
+    with pytest.raises(FashionCLIPError, match="needs a current ANN index"):
+        cat.search(vector=vectors[0], exact=False)
+    info = cat.build_ann(connectivity=8)
+    assert info.size == n and (cat.path / "ann" / info.file).is_file()
+    assert cat.ann_info == info
+
+    queries = centres[:20] + 0.3 * rng.normal(size=(20, dim))
+    recall = []
+    for q in queries:
+        exact = cat.search(vector=q, k=10, exact=True)
+        approx = cat.search(vector=q, k=10)  # auto: uses the ANN index
+        recall.append(len({h.id for h in exact} & {h.id for h in approx}) / 10)
+        scores = [h.score for h in approx]
+        assert scores == sorted(scores, reverse=True)
+        for hit in approx:  # scores are exact even when recall is not
+            expected = cat.vector(hit.id) @ (q / np.linalg.norm(q))
+            assert abs(hit.score - expected) < 1e-5
+    assert np.mean(recall) >= 0.9
+    assert len(ann_calls) == 20  # the automatic mode used the ANN index, exact=True did not
+
+    # Broad filters go through the ANN index, selective ones through the exact gather.
+    hits = cat.search(vector=queries[0], k=10, filters={"half": "a"}, exact=False)
+    assert len(hits) == 10 and all(h.metadata["half"] == "a" for h in hits)
+    calls = len(ann_calls)
+    hits = cat.search(vector=queries[0], k=10, filters={"tenth": "3"})
+    assert len(ann_calls) == calls
+    assert [h.id for h in hits] == [
+        h.id for h in cat.search(vector=queries[0], k=10, filters={"tenth": "3"}, exact=True)
+    ]
+
+    # Added products (a new segment) are scanned exactly; removed ones never come back.
+    new = rng.normal(size=(5, dim))
+    cat.add_embeddings([f"new{i}" for i in range(5)], new)
+    assert cat.ann_info is not None
+    for i in range(5):
+        top = cat.search(vector=new[i], k=1, exact=False)[0]
+        assert top.id == f"new{i}" and top.score > 0.9999
+    victim = cat.search(vector=queries[1], k=1, exact=False)[0].id
+    cat.remove([victim])
+    assert victim not in [h.id for h in cat.search(vector=queries[1], k=50, exact=False)]
+    like = cat.search(like="v7", k=5, exact=False)
+    assert len(like) == 5 and "v7" not in [h.id for h in like]
+
+    # The ANN file survives the orphan sweep; compaction makes it inapplicable.
+    path = cat.path
+    cat.close()
+    cat = Catalog.open(path)
+    assert (path / "ann" / info.file).is_file() and cat.ann_info is not None
+    cat.compact()
+    assert cat.ann_info is None
+    assert len(cat.search(vector=queries[0], k=10)) == 10  # exact again
+    second = cat.build_ann(connectivity=8)
+    assert sorted(os.listdir(path / "ann")) == [second.file]
+    cat.drop_ann()
+    assert cat.ann_info is None and os.listdir(path / "ann") == []

@@ -107,10 +107,15 @@ def test_index_search_and_reindex(kagl_catalog, kagl_dir, capsys):
     code, out, _ = _run(capsys, ["search", "--catalog", str(folder), "-k", "2", "dress"])
     assert code == 0 and out.count("\n") == 2  # human-readable: one line per hit
 
-    # Rerun: nothing is embedded again.
-    code, out, _ = _run(capsys, args)
+    # Rerun: nothing is embedded again; --ann adds the optional approximate index.
+    code, out, _ = _run(capsys, [*args, "--ann"])
     summary = json.loads(out)
     assert (summary["added"], summary["unchanged"], summary["embedded"]) == (0, N_PRODUCTS, 0)
+    assert summary["ann"]["size"] == N_PRODUCTS
+    code, out, _ = _run(capsys, [*base, "-k", "3", "--like", first])
+    assert code == 0 and [h["id"] for h in json.loads(out)] == [h["id"] for h in like]
+    code, out, _ = _run(capsys, [*base, "-k", "3", "--exact", "--like", first])
+    assert code == 0 and [h["id"] for h in json.loads(out)] == [h["id"] for h in like]
 
 
 @pytest.mark.parametrize(

@@ -151,10 +151,16 @@ def _cmd_index(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
         )
         total = len(catalog)
+        ann = catalog.build_ann(show_progress=not args.no_progress) if args.ann else None
     if args.json:
-        _print_json({**report.to_dict(), "catalog_size": total, "warnings": source.warnings})
+        summary = {**report.to_dict(), "catalog_size": total, "warnings": source.warnings}
+        if ann is not None:
+            summary["ann"] = ann.to_meta()
+        _print_json(summary)
     else:
         print(f"{catalog_dir}: {report.summary()}; the catalog holds {total} products")
+        if ann is not None:
+            print(f"ANN index of {ann.size} vectors built in {ann.seconds:.1f}s")
         for failure in report.failures[: args.max_failures]:
             print(f"failed {failure.id} ({failure.path}): {failure.reason}")
         if len(report.failures) > args.max_failures:
@@ -194,12 +200,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         catalog.close()
         catalog = Catalog.open(args.catalog, _load_model(name, args.device, args.allow_pickle))
     with catalog:
+        options = {"k": args.top_k, "filters": filters, "exact": True if args.exact else None}
         if args.like is not None:
-            results = catalog.search(like=args.like, k=args.top_k, filters=filters)
+            results = catalog.search(like=args.like, **options)
         elif args.image is not None:
-            results = catalog.search(image=args.image, k=args.top_k, filters=filters)
+            results = catalog.search(image=args.image, **options)
         else:
-            results = catalog.search(args.query, k=args.top_k, filters=filters)
+            results = catalog.search(args.query, **options)
     if args.json:
         _print_json([r.to_dict() for r in results])
     else:
@@ -270,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--commit-every", type=int, default=1024, help="images per committed (crash-safe) batch"
     )
+    index.add_argument(
+        "--ann", action="store_true", help="also (re)build the approximate index (needs [scale])"
+    )
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.add_argument("--max-warnings", type=int, default=10, help="source warnings to print")
     index.add_argument("--max-failures", type=int, default=20, help="failures to print")
@@ -293,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--image", default=None, help="search by this image file")
     search.add_argument("--like", default=None, metavar="ID", help="products similar to ID")
+    search.add_argument(
+        "--exact", action="store_true", help="exact scan even if the catalog has an ANN index"
+    )
     search.add_argument(
         "--title-column", default="productDisplayName", help="metadata column shown per hit"
     )

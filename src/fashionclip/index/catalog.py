@@ -14,6 +14,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
@@ -23,7 +24,9 @@ import numpy as np
 
 from fashionclip.data.tables import CatalogSource, MetadataValue, ProductRecord
 from fashionclip.errors import FashionCLIPError, InvalidQueryError, ModelMismatchError
+from fashionclip.index.ann import AnnInfo, load_index, new_index, search_keys
 from fashionclip.index.store import (
+    ANN_DIR,
     DB_NAME,
     REPORT_NAME,
     CatalogFormatError,
@@ -35,6 +38,9 @@ from fashionclip.index.store import (
 
 #: Products per SQL ``IN (...)`` list (SQLite allows 32,766 variables; stay far below).
 _SQL_CHUNK = 900
+#: Filters keeping fewer than this fraction of rows score only those rows (gather) instead
+#: of all rows; measured with benchmarks/search_latency.py.
+_GATHER_FRACTION = 0.25
 #: Largest segment that compaction writes (rows); 262,144 x 512 float32 = 512 MiB.
 _MAX_SEGMENT_ROWS = 262_144
 
@@ -209,6 +215,8 @@ class Catalog:
         self._identity = identity
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
+        self._ann: tuple[str, Any] | None = None  # (file name, loaded usearch index)
+        self._ann_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -349,6 +357,7 @@ class Catalog:
             "tombstones": stats.tombstones,
             "vector_bytes": stats.vector_bytes,
             "columns": stats.columns,
+            "ann": None if self.ann_info is None else asdict(self.ann_info),
         }
 
     def stats(self) -> CatalogStats:
@@ -516,6 +525,77 @@ class Catalog:
         after = self._current()
         return CompactReport(len(snap.segments), len(after.segments), snap.n_rows, after.n_rows)
 
+    def build_ann(
+        self,
+        *,
+        dtype: str = "f16",
+        connectivity: int = 16,
+        expansion_add: int = 128,
+        expansion_search: int = 64,
+        show_progress: bool = False,
+    ) -> AnnInfo:
+        """Build the optional usearch HNSW index over the live vectors (``[scale]`` extra).
+
+        The build runs without locks; the file is written and registered in one short write
+        transaction. Products added later are scanned exactly next to it and removed ones
+        are skipped; after :meth:`compact`, build it again.
+        """
+        from tqdm.auto import tqdm
+
+        snap = self._current()
+        if snap.n_live == 0:
+            raise FashionCLIPError("the catalog is empty: nothing to build an ANN index of")
+        index = new_index(self.embedding_dim, dtype, connectivity, expansion_add, expansion_search)
+        started = time.perf_counter()
+        bar = tqdm(total=snap.n_live, unit="vec", desc="ANN index", disable=not show_progress)
+        for seg in snap.segments:
+            local = np.flatnonzero(snap.live[seg.offset : seg.offset + seg.n_rows])
+            for lo in range(0, len(local), 65_536):
+                part = local[lo : lo + 65_536]
+                keys = (seg.first_slot + part).astype(np.uint64)
+                index.add(keys, np.asarray(seg.vectors[part]), threads=0)
+                bar.update(len(part))
+        bar.close()
+        seconds = time.perf_counter() - started
+        info = AnnInfo(
+            file=f"usearch-{uuid.uuid4().hex[:12]}.index",
+            segments=[s.id for s in snap.segments],
+            size=snap.n_live,
+            dtype=dtype,
+            connectivity=connectivity,
+            expansion_add=expansion_add,
+            expansion_search=expansion_search,
+            built_at=now_iso(),
+            seconds=round(seconds, 3),
+        )
+        old = None
+        with self._store.write() as con:
+            present = {row[0] for row in con.execute("SELECT id FROM segments")}
+            if not set(info.segments) <= present:
+                raise FashionCLIPError(
+                    "the catalog was compacted while the ANN index was built; build it again"
+                )
+            self._store.write_file(self.path / ANN_DIR, info.file, lambda p: index.save(str(p)))
+            old = self._store.get_meta("ann", con)
+            self._store.set_meta(con, "ann", info.to_meta())
+        if isinstance(old, dict) and old.get("file") != info.file:
+            self._store.delete_segment_files([old["file"]], self.path / ANN_DIR)
+        return info
+
+    def drop_ann(self) -> None:
+        """Remove the ANN index (search becomes exact only)."""
+        with self._store.write() as con:
+            old = self._store.get_meta("ann", con)
+            con.execute("DELETE FROM meta WHERE key = 'ann'")
+        if isinstance(old, dict):
+            self._store.delete_segment_files([old["file"]], self.path / ANN_DIR)
+
+    @property
+    def ann_info(self) -> AnnInfo | None:
+        """The ANN index's description, or None (also None when it no longer applies)."""
+        snap = self._current()
+        return None if self._ann_usable(snap) is None else AnnInfo.from_meta(snap.ann or {})
+
     # -- search ------------------------------------------------------------------------------
 
     def search(
@@ -527,6 +607,7 @@ class Catalog:
         image: Any | None = None,
         like: str | None = None,
         vector: np.ndarray | Sequence[float] | None = None,
+        exact: bool | None = None,
     ) -> list[SearchResult]:
         """The ``k`` products most similar to a query, best first.
 
@@ -535,6 +616,11 @@ class Catalog:
         for "more like this" from a product id (the product itself is excluded) and
         ``vector=`` for a raw embedding. ``filters`` maps a metadata column to a value or a
         list of accepted values (``{"gender": "Women", "articleType": ["Heels", "Flats"]}``).
+
+        Search is exact unless the catalog has an ANN index (:meth:`build_ann`): then, with
+        ``exact=None``, unfiltered and broadly filtered queries use it (scores stay exact,
+        recall is approximate). ``exact=True`` forces the exact scan; ``exact=False``
+        requires the ANN index.
         """
         given = [x for x in (query, image, like, vector) if x is not None]
         if len(given) != 1:
@@ -559,7 +645,17 @@ class Catalog:
             q = self._as_vector(query)
         else:
             q = self._encode_image(query)
-        positions, scores = _top_k(snap, q, k, candidates, exclude)
+        ann = None if exact else self._ann_for(snap)
+        if exact is False and ann is None:
+            raise FashionCLIPError(
+                "exact=False needs a current ANN index: run Catalog.build_ann() "
+                "(or `fashionclip index --ann`)"
+            )
+        selective = candidates is not None and len(candidates) < _GATHER_FRACTION * snap.n_rows
+        if ann is not None and (exact is False or not selective):
+            positions, scores = _ann_top_k(snap, ann[0], ann[1], q, k, candidates, exclude)
+        else:
+            positions, scores = _top_k(snap, q, k, candidates, exclude)
         return self._results(snap, positions, scores)
 
     def more_like_this(
@@ -567,6 +663,30 @@ class Catalog:
     ) -> list[SearchResult]:
         """Products most similar to ``product_id`` (which is excluded from the results)."""
         return self.search(like=product_id, k=k, filters=filters)
+
+    # -- internals: ANN ----------------------------------------------------------------------
+
+    def _ann_usable(self, snap: Snapshot) -> AnnInfo | None:
+        """The ANN info when every segment it covers still exists (compaction invalidates)."""
+        if not snap.ann:
+            return None
+        info = AnnInfo.from_meta(snap.ann)
+        present = {s.id for s in snap.segments}
+        return info if set(info.segments) <= present else None
+
+    def _ann_for(self, snap: Snapshot) -> tuple[AnnInfo, Any] | None:
+        info = self._ann_usable(snap)
+        if info is None:
+            return None
+        cached = self._ann
+        if cached is not None and cached[0] == info.file:
+            return info, cached[1]
+        with self._ann_lock:
+            cached = self._ann
+            if cached is None or cached[0] != info.file:
+                index = load_index(self.path / ANN_DIR / info.file, info.expansion_search)
+                cached = self._ann = (info.file, index)
+        return info, cached[1]
 
     # -- internals: model --------------------------------------------------------------------
 
@@ -979,9 +1099,17 @@ def _top_k(
     """Exact top-k positions and scores: dot products segment by segment, masked, merged."""
     if snap.n_rows == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if candidates is not None and len(candidates) < _GATHER_FRACTION * snap.n_rows:
+        # Selective filter: score only the candidate rows (a gather is cheaper than a full pass).
+        pool_positions = candidates if exclude is None else candidates[candidates != exclude]
+        pool = _gather_scores(snap, pool_positions, q)
+        return _select(pool, pool_positions, k, len(pool_positions))
     scores = np.empty(snap.n_rows, dtype=np.float32)
     for seg in snap.segments:
-        np.dot(seg.vectors, q, out=scores[seg.offset : seg.offset + seg.n_rows])
+        # einsum, not BLAS gemv: single-threaded and memory-bound, it is as fast as gemv on
+        # one core and does not stall when BLAS threads compete with other requests or
+        # processes (multi-threaded OpenBLAS gemv was 2-10x slower under load; see design.md).
+        np.einsum("ij,j->i", seg.vectors, q, out=scores[seg.offset : seg.offset + seg.n_rows])
     if candidates is None:
         if len(snap.dead):
             scores[snap.dead] = -np.inf
@@ -994,6 +1122,79 @@ def _top_k(
         pool_positions = candidates if exclude is None else candidates[candidates != exclude]
         pool = scores[pool_positions]
         n_valid = len(pool_positions)
+    return _select(pool, pool_positions, k, n_valid)
+
+
+def _gather_scores(snap: Snapshot, positions: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Exact scores of some rows; ``positions`` must be sorted."""
+    scores = np.empty(len(positions), dtype=np.float32)
+    for seg in snap.segments:
+        lo, hi = np.searchsorted(positions, [seg.offset, seg.offset + seg.n_rows])
+        if hi > lo:
+            rows = seg.vectors[positions[lo:hi] - seg.offset]
+            np.einsum("ij,j->i", rows, q, out=scores[lo:hi])
+    return scores
+
+
+def _ann_top_k(
+    snap: Snapshot,
+    info: AnnInfo,
+    index: Any,
+    q: np.ndarray,
+    k: int,
+    candidates: np.ndarray | None,
+    exclude: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k from the ANN index (re-scored exactly) merged with an exact scan of the segments
+    added after it was built; falls back to the exact path if too few survive the filters."""
+    fetch = max(4 * k, k + 32)
+    if candidates is not None:
+        fetch = int(fetch * snap.n_live / max(1, len(candidates))) + 1
+    keys = search_keys(index, q, min(fetch, info.size))
+    found = _positions_in(snap, keys)
+    found = np.unique(found[found >= 0])
+    found = found[snap.live[found]]
+    if candidates is not None:
+        at = np.searchsorted(candidates, found)
+        at[at >= len(candidates)] = 0
+        found = found[candidates[at] == found] if len(candidates) else found[:0]
+    if exclude is not None:
+        found = found[found != exclude]
+    parts_pos = [found]
+    parts_scores = [_gather_scores(snap, found, q)]
+    covered = set(info.segments)
+    for seg in snap.segments:
+        if seg.id in covered:
+            continue
+        scores = np.einsum("ij,j->i", seg.vectors, q)
+        valid = snap.live[seg.offset : seg.offset + seg.n_rows].copy()
+        if candidates is not None:
+            lo, hi = np.searchsorted(candidates, [seg.offset, seg.offset + seg.n_rows])
+            allowed = np.zeros(seg.n_rows, dtype=bool)
+            allowed[candidates[lo:hi] - seg.offset] = True
+            valid &= allowed
+        if exclude is not None and seg.offset <= exclude < seg.offset + seg.n_rows:
+            valid[exclude - seg.offset] = False
+        local = np.flatnonzero(valid)
+        top_pos, top_scores = _select(scores[local], local + seg.offset, k, len(local))
+        parts_pos.append(top_pos)
+        parts_scores.append(top_scores)
+    pool_positions = np.concatenate(parts_pos)
+    pool = np.concatenate(parts_scores).astype(np.float32, copy=False)
+    positions, scores = _select(pool, pool_positions, k, len(pool))
+    if len(positions) < k:
+        available = snap.n_live if candidates is None else len(candidates)
+        if exclude is not None and (candidates is None or exclude in candidates):
+            available -= 1
+        if len(positions) < min(k, available):
+            return _top_k(snap, q, k, candidates, exclude)
+    return positions, scores
+
+
+def _select(
+    pool: np.ndarray, pool_positions: np.ndarray | None, k: int, n_valid: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of ``pool`` (best first) as positions; ``n_valid`` entries are not -inf."""
     kk = min(k, n_valid)
     if kk <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

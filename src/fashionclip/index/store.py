@@ -6,6 +6,7 @@ Layout of a catalog folder::
                           segments(id, file, first_slot, n_rows, dim, created_at)
                           meta(key, value): format_version, model, columns, counters, generation
     vectors/seg-000001.npy  float32 (n_rows, dim); row i holds slot first_slot + i
+    ann/usearch-*.index   optional approximate index (meta key "ann"), see ann.py
     index-report.json     the last indexing run (counts + failures)
 
 A slot is live when a product row points at it; every other row of a segment is a tombstone.
@@ -27,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,7 @@ FORMAT_VERSION = 1
 DB_NAME = "catalog.sqlite"
 VECTORS_DIR = "vectors"
 REPORT_NAME = "index-report.json"
+ANN_DIR = "ann"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -102,6 +105,7 @@ class Snapshot:
     dead: np.ndarray
     n_live: int
     columns: list[str]
+    ann: dict[str, Any] | None = None
     column_codes: dict[str, tuple[np.ndarray, list[object], dict[object, int]]] = field(
         default_factory=dict
     )
@@ -245,6 +249,26 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
 
+    def write_file(self, folder: Path, name: str, write: Any) -> Path:
+        """Create ``folder/name`` atomically: ``write(tmp_path)``, fsync, rename, fsync dir.
+
+        Call it inside a write transaction so that the orphan sweep never sees the file
+        before the transaction that references it commits.
+        """
+        folder.mkdir(exist_ok=True)
+        final = folder / name
+        tmp = folder / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(folder)
+        return final
+
     def write_segment(self, con: sqlite3.Connection, vectors: np.ndarray) -> tuple[int, int]:
         """Write ``vectors`` as a new segment inside the write transaction ``con``.
 
@@ -257,19 +281,12 @@ class Store:
         seg_id = int(self.get_meta("next_segment", con))
         first_slot = int(self.get_meta("next_slot", con))
         name = f"seg-{seg_id:06d}.npy"
-        self.vectors_dir.mkdir(exist_ok=True)
-        final = self.vectors_dir / name
-        tmp = self.vectors_dir / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "wb") as handle:
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as handle:
                 np.lib.format.write_array(handle, vectors, allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.vectors_dir)
+
+        self.write_file(self.vectors_dir, name, write)
         con.execute(
             "INSERT INTO segments(id, file, first_slot, n_rows, dim, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -298,22 +315,28 @@ class Store:
         removed: list[str] = []
         try:
             known = {row[0] for row in con.execute("SELECT file FROM segments")}
-            for entry in os.scandir(self.vectors_dir):
-                if entry.is_file() and entry.name not in known:
-                    try:
-                        os.unlink(entry.path)
-                        removed.append(entry.name)
-                    except OSError:
-                        pass
+            ann = self.get_meta("ann", con)
+            if isinstance(ann, dict):
+                known.add(ann.get("file"))
+            for folder in (self.vectors_dir, self.root / ANN_DIR):
+                if not folder.is_dir():
+                    continue
+                for entry in os.scandir(folder):
+                    if entry.is_file() and entry.name not in known:
+                        try:
+                            os.unlink(entry.path)
+                            removed.append(entry.name)
+                        except OSError:
+                            pass
         finally:
             con.execute("COMMIT")
         return removed
 
-    def delete_segment_files(self, names: Sequence[str]) -> None:
+    def delete_segment_files(self, names: Sequence[str], folder: Path | None = None) -> None:
         for name in names:
             # A file that cannot be deleted stays an orphan; a later open removes it.
             with suppress(OSError):
-                (self.vectors_dir / name).unlink()
+                ((folder or self.vectors_dir) / name).unlink()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -336,6 +359,7 @@ class Store:
             generation = int(self.get_meta("generation", con) or 0)
             model = self.get_meta("model", con) or {}
             columns = list(self.get_meta("columns", con) or [])
+            ann = self.get_meta("ann", con)
             seg_rows = con.execute(
                 "SELECT id, file, first_slot, n_rows, dim FROM segments ORDER BY first_slot"
             ).fetchall()
@@ -369,6 +393,7 @@ class Store:
             dead=np.zeros(0, dtype=np.int64),
             n_live=len(slots),
             columns=columns,
+            ann=ann if isinstance(ann, dict) else None,
         )
         if len(slots):
             snap.live[snap.positions_of_slots(slots)] = True
