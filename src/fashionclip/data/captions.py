@@ -1,0 +1,302 @@
+"""Caption builders for training: which text goes with an image, per epoch.
+
+Caption variety matters for zero-shot use. Trained only on full product names, the image tower
+learns to match names and forgets the short labels people classify with ("a photo of a Shirts").
+:class:`TemplateCaptionBuilder` therefore draws, per item and per epoch, one of several templates
+filled from the item's attributes; :class:`ColumnCaptionBuilder` uses caption columns as they are.
+
+Draws are a pure function of ``(seed, epoch, index)``: no RNG state to save, identical on every
+data-parallel rank and after a resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import string
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from fashionclip.errors import FashionCLIPError
+
+#: Caption templates for KAGL: each item gets one of these per epoch, sampled with the weights in
+#: :data:`DEFAULT_KAGL_TEMPLATE_WEIGHTS`. Fields: name (productDisplayName), gender, masterCategory,
+#: subCategory, articleType, article (articleType in the singular, lower case), baseColour, colour
+#: (lower case), season, usage, year. Templates whose fields are empty for an item are not drawn.
+DEFAULT_KAGL_TEMPLATES: tuple[str, ...] = (
+    "{name}",
+    "a photo of a {articleType}",
+    "a photo of a {article}",
+    "{articleType}",
+    "{gender} {baseColour} {articleType}",
+    "a {colour} {article}",
+    "{usage} {articleType} for {gender}",
+    "a photo of a {colour} {article} for {gender}",
+    "{season} {usage} {articleType}",
+    "{baseColour} {subCategory} for {gender}",
+    "{name}, {usage}, {season}",
+)
+DEFAULT_KAGL_TEMPLATE_WEIGHTS: tuple[float, ...] = (
+    3.0,
+    1.0,
+    1.0,
+    0.5,
+    1.0,
+    1.0,
+    0.5,
+    1.0,
+    0.5,
+    0.5,
+    0.5,
+)
+
+
+#: Attribute values that mean "unknown" and make a template unusable for an item.
+MISSING_VALUES = frozenset({"", "na", "nan", "none", "null"})
+
+
+class CaptionBuilder(Protocol):
+    """Turns a record (a mapping of column -> value) into captions."""
+
+    def candidates(self, record: Mapping[str, object]) -> list[str]:
+        """Every caption this builder can give the record (for caching text embeddings)."""
+        ...
+
+    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
+        """One caption for a training epoch; raises ValueError when the record has none."""
+        ...
+
+    def eval_caption(self, record: Mapping[str, object]) -> str:
+        """The fixed caption used for validation."""
+        ...
+
+
+def sample_rng(seed: int, epoch: int, index: int, salt: str = "") -> random.Random:
+    """A random generator determined by ``(seed, epoch, index)`` (same on every process)."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}:{salt}".encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "little"))
+
+
+def caption_id(text: str) -> int:
+    """A stable 63-bit id of a caption string (equal strings share an id on every process)."""
+    return (
+        int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+    )
+
+
+def _clean(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    text = " ".join(str(value).split())
+    return "" if text.lower() in MISSING_VALUES else text
+
+
+class ColumnCaptionBuilder:
+    """Captions taken from one or more table columns; per epoch one non-empty column is drawn."""
+
+    def __init__(self, columns: str | Sequence[str]) -> None:
+        self.columns = [columns] if isinstance(columns, str) else list(columns)
+        if not self.columns:
+            raise FashionCLIPError("a column caption builder needs at least one caption column")
+
+    def candidates(self, record: Mapping[str, object]) -> list[str]:
+        return list(
+            dict.fromkeys(c for c in (_clean(record.get(col)) for col in self.columns) if c)
+        )
+
+    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
+        options = self.candidates(record)
+        if not options:
+            raise ValueError("no caption")
+        return options[rng.randrange(len(options))] if len(options) > 1 else options[0]
+
+    def eval_caption(self, record: Mapping[str, object]) -> str:
+        caption = _clean(record.get(self.columns[0]))
+        if not caption:
+            caption = next(iter(self.candidates(record)), "")
+        if not caption:
+            raise ValueError("no caption")
+        return caption
+
+
+_SINGULAR_EXCEPTIONS = {
+    "jeans": "jeans",
+    "shorts": "shorts",
+    "trousers": "trousers",
+    "track pants": "track pants",
+    "leggings": "leggings",
+    "capris": "capris",
+    "tights": "tights",
+    "sunglasses": "sunglasses",
+    "lounge pants": "lounge pants",
+    "trunk": "trunk",
+    "briefs": "briefs",
+    "boxers": "boxers",
+    "jeggings": "jeggings",
+    "salwar": "salwar",
+    "patiala": "patiala",
+    "churidar": "churidar",
+    "dupatta": "dupatta",
+    "tshirts": "t-shirt",
+    "innerwear vests": "innerwear vest",
+    "cufflinks": "pair of cufflinks",
+    "flip flops": "pair of flip flops",
+    "sports shoes": "pair of sports shoes",
+    "casual shoes": "pair of casual shoes",
+    "formal shoes": "pair of formal shoes",
+    "heels": "pair of heels",
+    "flats": "pair of flats",
+    "sandals": "pair of sandals",
+    "sports sandals": "pair of sports sandals",
+    "socks": "pair of socks",
+    "earrings": "pair of earrings",
+    "gloves": "pair of gloves",
+    "stockings": "pair of stockings",
+    "lip gloss": "lip gloss",
+    "nail polish": "nail polish",
+    "perfume and body mist": "perfume",
+    "booties": "pair of booties",
+    "lounge shorts": "lounge shorts",
+    "lounge tshirts": "lounge t-shirt",
+    "nail essentials": "nail essentials",
+    "necklace and chains": "necklace",
+    "rain trousers": "rain trousers",
+    "scarves": "scarf",
+    "ties": "tie",
+    "ties and cufflinks": "tie and cufflinks",
+    "suspenders": "pair of suspenders",
+    "shoe laces": "pair of shoe laces",
+}
+
+
+def singular_label(label: str) -> str:
+    """KAGL article types are plural ("Watches", "Tshirts"): a lower-case singular for captions."""
+    text = _clean(label).lower()
+    if not text:
+        return ""
+    if text in _SINGULAR_EXCEPTIONS:
+        return _SINGULAR_EXCEPTIONS[text]
+    head, _, last = text.rpartition(" ")
+    for suffix, repl in (("ches", "ch"), ("shes", "sh"), ("sses", "ss"), ("ies", "y")):
+        if last.endswith(suffix):
+            last = last[: -len(suffix)] + repl
+            break
+    else:
+        if last.endswith("s") and not last.endswith("ss"):
+            last = last[:-1]
+    return f"{head} {last}".strip()
+
+
+class TemplateCaptionBuilder:
+    """Captions filled from record fields by weighted templates (``str.format`` syntax).
+
+    ``aliases`` maps template field names to record columns (KAGL: ``name`` ->
+    ``productDisplayName``). Derived fields: ``article`` (``articleType`` in the singular, lower
+    case) and ``colour`` (``baseColour`` in lower case). A template is skipped for a record when one
+    of its fields is missing; a record with no usable template is an error (``ValueError``).
+    """
+
+    def __init__(
+        self,
+        templates: Sequence[str],
+        weights: Sequence[float] | None = None,
+        *,
+        eval_template: str = "{name}",
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        if not templates:
+            raise FashionCLIPError("a template caption builder needs at least one template")
+        if weights is not None and len(weights) != len(templates):
+            raise FashionCLIPError(
+                f"{len(weights)} template weights for {len(templates)} templates"
+            )
+        if weights is not None and (any(w < 0 for w in weights) or sum(weights) <= 0):
+            raise FashionCLIPError("template weights must be >= 0 with a positive sum")
+        self.templates = list(templates)
+        self.weights = (
+            [float(w) for w in weights] if weights is not None else [1.0] * len(templates)
+        )
+        self.eval_template = eval_template
+        self.aliases = dict(aliases or {})
+        formatter = string.Formatter()
+        self._fields = []
+        for template in [*self.templates, eval_template]:
+            try:
+                names = [f for _, f, _, _ in formatter.parse(template) if f is not None]
+            except ValueError as exc:
+                raise FashionCLIPError(f"bad caption template {template!r}: {exc}") from None
+            if any(n == "" or not re.fullmatch(r"\w+", n) for n in names):
+                raise FashionCLIPError(
+                    f"caption template {template!r}: use named fields like {{articleType}}"
+                )
+            self._fields.append(names)
+
+    def _values(self, record: Mapping[str, object]) -> dict[str, str]:
+        values = {str(k): _clean(v) for k, v in record.items()}
+        for alias, column in self.aliases.items():
+            values.setdefault(alias, values.get(column, ""))
+        if "articleType" in values:
+            values.setdefault("article", singular_label(values["articleType"]))
+        if "baseColour" in values:
+            values.setdefault("colour", values["baseColour"].lower())
+        return values
+
+    def _fill(self, template_index: int, values: Mapping[str, str]) -> str:
+        names = self._fields[template_index]
+        if any(not values.get(n) for n in names):
+            return ""
+        template = (
+            self.templates[template_index]
+            if template_index < len(self.templates)
+            else self.eval_template
+        )
+        return " ".join(template.format(**{n: values[n] for n in names}).split())
+
+    def candidates(self, record: Mapping[str, object]) -> list[str]:
+        values = self._values(record)
+        filled = (self._fill(i, values) for i in range(len(self.templates)))
+        return list(dict.fromkeys(c for c in filled if c))
+
+    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
+        values = self._values(record)
+        options: list[str] = []
+        weights: list[float] = []
+        for i, weight in enumerate(self.weights):
+            if weight <= 0:
+                continue
+            caption = self._fill(i, values)
+            if caption:
+                options.append(caption)
+                weights.append(weight)
+        if not options:
+            raise ValueError("no caption template fits this item")
+        return rng.choices(options, weights=weights, k=1)[0]
+
+    def eval_caption(self, record: Mapping[str, object]) -> str:
+        caption = self._fill(len(self.templates), self._values(record))
+        if not caption:
+            raise ValueError(
+                f"the validation template {self.eval_template!r} does not fit this item"
+            )
+        return caption
+
+
+#: KAGL column aliases for templates.
+KAGL_ALIASES = {"name": "productDisplayName"}
+
+
+def kagl_caption_builder(
+    templates: Sequence[str] | None = None,
+    weights: Sequence[float] | None = None,
+    eval_template: str = "{name}",
+) -> TemplateCaptionBuilder:
+    """The KAGL builder: product name plus attribute templates (defaults from the train config)."""
+    if templates is None:
+        templates = DEFAULT_KAGL_TEMPLATES
+        weights = DEFAULT_KAGL_TEMPLATE_WEIGHTS if weights is None else weights
+    return TemplateCaptionBuilder(
+        templates, weights, eval_template=eval_template, aliases=KAGL_ALIASES
+    )

@@ -1,0 +1,392 @@
+"""Typed training configuration, read from TOML or JSON with ``key=value`` overrides.
+
+A config file mirrors :class:`TrainConfig`: top-level keys (``epochs``, ``batch_size``, ...) plus one
+table per section (``[data]``, ``[captions]``, ``[augment]``, ``[model]``, ``[optim]``, ``[loss]``).
+Overrides use dotted keys (``optim.lr=1e-4``); a bare key that names exactly one field anywhere
+(``lr=1e-4``, ``epochs=3``) is accepted too. Values are parsed as JSON when they can be
+(``true``, ``3``, ``[1, 2]``, ``null``) and kept as strings otherwise, then checked against the
+field's type. Unknown keys and ill-typed values raise :class:`FashionCLIPError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fashionclip.data.captions import DEFAULT_KAGL_TEMPLATE_WEIGHTS, DEFAULT_KAGL_TEMPLATES
+from fashionclip.errors import FashionCLIPError
+
+
+@dataclass
+class DataConfig:
+    """Where the image-caption pairs come from.
+
+    ``source = "table"``: ``train`` / ``val`` are CSV or Parquet files with ``image_column`` (a path,
+    relative paths resolve against ``image_root`` or else the table's folder) and, for the ``column``
+    caption builder, ``caption_column``. ``source = "kagl"``: the KAGL folder (styles.csv, images/,
+    splits.csv) with the canonical split; ``kagl_dir`` defaults to ``$FASHIONCLIP_DATA_DIR/kagl``.
+    """
+
+    source: str = "table"
+    train: str | None = None
+    val: str | None = None
+    image_column: str = "image"
+    caption_column: str = "caption"
+    image_root: str | None = None
+    kagl_dir: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    max_train_samples: int | None = None
+    max_val_samples: int | None = None
+    #: Keep every training image's encoded bytes in memory (KAGL: ~62 MB) so epochs do no disk I/O.
+    cache_images: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class CaptionConfig:
+    """How a caption is chosen for an item, per epoch.
+
+    ``builder = "column"`` uses the table's caption column (a list of columns: one non-empty column
+    drawn per epoch). ``builder = "kagl"`` fills ``templates`` from KAGL attributes. Validation always
+    uses ``val_template`` (KAGL) or the first caption column, so epochs are comparable.
+    """
+
+    builder: str = "column"
+    templates: list[str] = field(default_factory=lambda: list(DEFAULT_KAGL_TEMPLATES))
+    template_weights: list[float] | None = field(
+        default_factory=lambda: list(DEFAULT_KAGL_TEMPLATE_WEIGHTS)
+    )
+    val_template: str = "{name}"
+    extra_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AugmentConfig:
+    """Image augmentation for catalog photos (white background, centred product).
+
+    Probabilities are per image; ``scale_min`` is the smallest crop area relative to the view the
+    inference preprocessing takes; ``lowres`` shrinks to ``lowres_size`` px and back (Fashion-MNIST
+    is 28x28 grey); ``invert`` turns white backgrounds black (Fashion-MNIST is light-on-black).
+    """
+
+    enabled: bool = True
+    scale_min: float = 0.8
+    ratio_jitter: float = 0.1
+    hflip: float = 0.5
+    color_jitter: float = 0.1
+    grayscale: float = 0.1
+    lowres: float = 0.1
+    lowres_size: int = 28
+    invert: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    """The starting point and which parts are trained.
+
+    ``init``: a checkpoint folder or name that :func:`fashionclip.load` reads, or ``"dual-encoder"``
+    to assemble :class:`~fashionclip.models.dual_encoder.FashionDualEncoder` from pretrained towers
+    (``dual_encoder`` holds the keyword arguments of its config).
+    ``lock_image`` / ``lock_text`` freeze a tower's backbone except its last ``*_unlocked_groups``
+    layer groups (0 = the whole backbone); the projection above it keeps training unless
+    ``lock_*_projection``. Frozen parts run in eval mode under ``no_grad``; the outputs of a fully
+    frozen text backbone are computed once per distinct caption (``cache_locked_text``).
+    """
+
+    init: str = ""
+    dual_encoder: dict[str, Any] = field(default_factory=dict)
+    allow_pickle: bool = False
+    lock_image: bool = False
+    image_unlocked_groups: int = 0
+    lock_image_projection: bool = False
+    lock_text: bool = False
+    text_unlocked_groups: int = 0
+    lock_text_projection: bool = False
+    cache_locked_text: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a warm-up then cosine (or constant) learning-rate schedule."""
+
+    lr: float = 5e-5
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    accum_steps: int = 1
+    #: Learning rate of the temperature / bias; ``None`` = ``lr``.
+    logit_lr: float | None = None
+
+
+@dataclass
+class LossConfig:
+    """``kind``: ``clip`` (InfoNCE), ``siglip`` (sigmoid), or ``auto`` (siglip iff the model has a bias)."""
+
+    kind: str = "auto"
+    local_loss: bool = False
+    gather_with_grad: bool = True
+    #: Items with identical captions are positives of each other (multi-positive targets).
+    caption_positives: bool = True
+    #: Reset the model's temperature to this log value before training (``None``: keep it).
+    init_logit_scale: float | None = None
+    learn_logit_scale: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`fashionclip.train.train` needs; see the section classes for details."""
+
+    output_dir: str = "runs/train"
+    epochs: int = 1
+    #: Global batch (split evenly over data-parallel ranks) per forward pass.
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    #: ``auto``: bf16 autocast on CUDA, fp32 on CPU; or ``fp32`` / ``bf16``.
+    precision: str = "auto"
+    #: ``auto``: continue from ``output_dir/last`` when it exists; ``never``; or a checkpoint folder.
+    resume: str = "auto"
+    #: Stop this run after this many optimizer steps in total (the schedule still spans ``epochs``);
+    #: the state is saved so that the next run resumes.
+    stop_after_steps: int | None = None
+    save_every_steps: int | None = None
+    val_every_epochs: int = 1
+    #: Record columns to classify zero-shot at each validation (skipped when a column is absent).
+    val_zero_shot: list[str] = field(default_factory=lambda: ["articleType"])
+    val_zero_shot_template: str = "a photo of a {}"
+    best_metric: str = "val/mean_recall"
+    best_mode: str = "max"
+    log_every_steps: int = 10
+    progress: bool = True
+    num_threads: int | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    captions: CaptionConfig = field(default_factory=CaptionConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _build(cls, data, prefix="")
+
+    def validate(self) -> None:
+        """Raise FashionCLIPError for values that cannot work (before anything is loaded)."""
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.optim.accum_steps >= 1, "optim.accum_steps must be >= 1"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (self.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
+            (self.optim.schedule in ("cosine", "constant"), "optim.schedule: cosine or constant"),
+            (self.loss.kind in ("auto", "clip", "siglip"), "loss.kind: auto, clip or siglip"),
+            (self.precision in ("auto", "fp32", "bf16"), "precision: auto, fp32 or bf16"),
+            (self.best_mode in ("max", "min"), "best_mode: max or min"),
+            (self.data.source in ("table", "kagl"), "data.source: table or kagl"),
+            (self.captions.builder in ("column", "kagl"), "captions.builder: column or kagl"),
+            (0 < self.augment.scale_min <= 1, "augment.scale_min must be in (0, 1]"),
+            (self.model.init != "", "model.init is required (checkpoint folder or 'dual-encoder')"),
+            (self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps >= 1"),
+            (self.val_every_epochs >= 1, "val_every_epochs must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FashionCLIPError(f"invalid training config: {message}")
+        weights = self.captions.template_weights
+        if weights is not None and len(weights) != len(self.captions.templates):
+            raise FashionCLIPError(
+                "invalid training config: captions.template_weights has "
+                f"{len(weights)} entries for {len(self.captions.templates)} templates"
+            )
+        if self.data.source == "table" and not self.data.train:
+            raise FashionCLIPError(
+                "invalid training config: data.train (a CSV/Parquet table) is required"
+            )
+
+
+def load_train_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
+    """Read a ``.toml`` or ``.json`` config (or start from defaults) and apply ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FashionCLIPError(f"config file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".toml":
+                data = tomllib.loads(text)
+            elif path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                raise FashionCLIPError(f"config must be .toml or .json: {path}")
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise FashionCLIPError(f"cannot parse config {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise FashionCLIPError(f"config {path} must hold a table/object at the top level")
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_dotted(data, _resolve_key(key), value)
+    config = TrainConfig.from_dict(data)
+    config.validate()
+    return config
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-4"`` -> ``("optim.lr", 0.0001)``; values are JSON when they parse as JSON."""
+    if "=" not in item:
+        raise FashionCLIPError(f"override must look like key=value: {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    raw = raw.strip()
+    if not key:
+        raise FashionCLIPError(f"override without a key: {item!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        lowered = raw.lower()
+        value = {"none": None, "true": True, "false": False}.get(lowered, raw)
+    return key, value
+
+
+def _field_paths(cls: type = TrainConfig, prefix: str = "") -> dict[str, type]:
+    paths: dict[str, type] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            paths.update(_field_paths(tp, path + "."))
+        else:
+            paths[path] = tp
+    return paths
+
+
+def _resolve_key(key: str) -> str:
+    paths = _field_paths()
+    if key in paths:
+        return key
+    top = key.split(".", 1)[0]
+    if "." in key and top == "model" and key.split(".")[1] == "dual_encoder":
+        return key
+    matches = [p for p in paths if p.endswith("." + key)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise FashionCLIPError(f"override key {key!r} is ambiguous: use one of {sorted(matches)}")
+    raise FashionCLIPError(f"unknown config key {key!r}{_suggest(key, list(paths))}")
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise FashionCLIPError(f"config key {part!r} is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise FashionCLIPError(f"config section {prefix.rstrip('.') or '<top>'} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        full = [prefix + u for u in unknown]
+        raise FashionCLIPError(
+            f"unknown config key {full[0]!r}{_suggest(unknown[0], sorted(names))}"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+        )
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against ``tp`` (int -> float and str -> number conversions allowed)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except FashionCLIPError as exc:
+                errors.append(str(exc))
+        raise FashionCLIPError(errors[0] if errors else f"config key {key!r}: bad value {value!r}")
+    if tp is Any:
+        return value
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise FashionCLIPError(f"config key {key!r} expects a list, got {value!r}")
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise FashionCLIPError(f"config key {key!r} expects a table, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise FashionCLIPError(f"config key {key!r} expects true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise FashionCLIPError(f"config key {key!r} expects an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise FashionCLIPError(f"config key {key!r} expects a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise FashionCLIPError(f"config key {key!r} expects a string, got {value!r}")
+    raise FashionCLIPError(f"config key {key!r}: unsupported type {tp}")

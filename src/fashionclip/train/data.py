@@ -1,0 +1,427 @@
+"""Training data: image-caption records, up-front validation, augmentation and batching.
+
+Records come from a CSV/Parquet table (image path + caption columns) or from the KAGL folder with
+its canonical split. Every image is decoded once before training starts: rows whose image is
+missing or unreadable, or that have no caption, are skipped and counted by reason, so an epoch never
+stops on a bad file. The encoded bytes can be kept in memory (``cache_images``).
+
+Augmentation works on the decoded image at its own resolution and leaves resizing and
+normalisation to the model's image processor, so training sees exactly the inference
+preprocessing of the augmented image. Every random choice is drawn from
+:func:`~fashionclip.data.captions.sample_rng` ``(seed, epoch, index)``: batches are the same on any
+number of workers, on every data-parallel rank and after a resume.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageEnhance, ImageOps
+from tqdm.auto import tqdm
+
+from fashionclip.data.captions import (
+    CaptionBuilder,
+    ColumnCaptionBuilder,
+    caption_id,
+    kagl_caption_builder,
+    sample_rng,
+)
+from fashionclip.data.images import load_image
+from fashionclip.errors import FashionCLIPError, ImageDecodeError
+from fashionclip.train.config import AugmentConfig, CaptionConfig, DataConfig
+
+KAGL_COLUMNS = (
+    "id",
+    "gender",
+    "masterCategory",
+    "subCategory",
+    "articleType",
+    "baseColour",
+    "season",
+    "year",
+    "usage",
+    "productDisplayName",
+)
+
+
+def default_data_dir() -> Path:
+    """``$FASHIONCLIP_DATA_DIR`` or ``../shared/data`` next to the repository."""
+    env = os.environ.get("FASHIONCLIP_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+@dataclass
+class PairDataset:
+    """Validated records: ``records[i]`` has the fields captions use; ``images[i]`` its source."""
+
+    records: list[dict[str, Any]]
+    images: list[str]
+    image_bytes: list[bytes] | None
+    captions: CaptionBuilder
+    skipped: dict[str, int] = field(default_factory=dict)
+    name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, index: int) -> Image.Image:
+        source = self.image_bytes[index] if self.image_bytes is not None else self.images[index]
+        return load_image(source)
+
+    def eval_captions(self) -> list[str]:
+        return [self.captions.eval_caption(r) for r in self.records]
+
+    def caption_candidates(self) -> list[str]:
+        """Every caption the builder can produce for these records (deduplicated, sorted)."""
+        seen: set[str] = set()
+        for record in self.records:
+            seen.update(self.captions.candidates(record))
+        return sorted(seen)
+
+
+def build_caption_builder(captions: CaptionConfig, data: DataConfig) -> CaptionBuilder:
+    if captions.builder == "kagl":
+        return kagl_caption_builder(
+            captions.templates, captions.template_weights, captions.val_template
+        )
+    return ColumnCaptionBuilder([data.caption_column, *captions.extra_columns])
+
+
+def load_pair_datasets(
+    data: DataConfig, captions: CaptionConfig, *, progress: bool = True
+) -> tuple[PairDataset, PairDataset | None]:
+    """Read, validate and (optionally) cache the training and validation sets."""
+    builder = build_caption_builder(captions, data)
+    if data.source == "kagl":
+        kagl_dir = Path(data.kagl_dir) if data.kagl_dir else default_data_dir() / "kagl"
+        train_rows = read_kagl_split(kagl_dir, data.train_split)
+        val_rows = read_kagl_split(kagl_dir, data.val_split) if data.val_split else None
+        train_name = f"KAGL {data.train_split}"
+        val_name = f"KAGL {data.val_split}"
+    else:
+        needed = (
+            [data.caption_column, *captions.extra_columns] if captions.builder == "column" else []
+        )
+        train_rows = read_pairs_table(data.train, data.image_column, needed, data.image_root)
+        val_rows = (
+            read_pairs_table(data.val, data.image_column, needed, data.image_root)
+            if data.val
+            else None
+        )
+        train_name, val_name = str(data.train), str(data.val)
+    if not train_rows:
+        raise FashionCLIPError(f"the training set {train_name} is empty")
+    train_rows = _limit(train_rows, data.max_train_samples)
+    train = validate_pairs(
+        train_rows, builder, cache=data.cache_images, progress=progress, name=train_name
+    )
+    if len(train) == 0:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(train.skipped.items()))
+        raise FashionCLIPError(
+            f"the training set {train_name} has no usable rows (all {len(train_rows)} skipped: {reasons})"
+        )
+    val = None
+    if val_rows:
+        val_rows = _limit(val_rows, data.max_val_samples)
+        val = validate_pairs(
+            val_rows,
+            builder,
+            cache=data.cache_images,
+            progress=progress,
+            name=val_name,
+            eval_only=True,
+        )
+        if len(val) == 0:
+            val = None
+    return train, val
+
+
+def _limit(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    return rows if limit is None or limit >= len(rows) else rows[:limit]
+
+
+def read_pairs_table(
+    path: str | os.PathLike | None,
+    image_column: str,
+    caption_columns: Sequence[str],
+    image_root: str | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of a CSV/Parquet table as dicts with ``_image`` set to a resolved image path."""
+    import pandas as pd
+
+    if path is None:
+        raise FashionCLIPError("no training table given (data.train)")
+    path = Path(path)
+    if not path.is_file():
+        raise FashionCLIPError(f"table not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            frame = pd.read_csv(
+                path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+            )
+        else:
+            raise FashionCLIPError(
+                f"unsupported table format {suffix!r} (use .csv or .parquet): {path}"
+            )
+    except FashionCLIPError:
+        raise
+    except Exception as exc:  # pandas raises many types for malformed files
+        raise FashionCLIPError(f"cannot read table {path}: {exc}") from None
+    columns = [str(c) for c in frame.columns]
+    for kind, col in [("image", image_column)] + [("caption", c) for c in caption_columns]:
+        if col not in columns:
+            raise FashionCLIPError(
+                f"{kind} column {col!r} not found in {path}; columns are: {', '.join(columns)}"
+            )
+    root = Path(image_root) if image_root else path.parent
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        record = {str(k): v for k, v in record.items()}
+        value = record.get(image_column)
+        image = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+        record["_image"] = str(root / image) if image and not Path(image).is_absolute() else image
+        rows.append(record)
+    return rows
+
+
+def read_kagl_split(kagl_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:
+    """KAGL rows of one canonical split (styles.csv parsed with ``line.split(',', 9)``)."""
+    kagl_dir = Path(kagl_dir)
+    styles_path, splits_path = kagl_dir / "styles.csv", kagl_dir / "splits.csv"
+    for p in (styles_path, splits_path):
+        if not p.is_file():
+            raise FashionCLIPError(f"KAGL file not found: {p} (set data.kagl_dir)")
+    wanted: set[str] = set()
+    known_splits: set[str] = set()
+    with open(splits_path, encoding="utf-8") as handle:
+        header = handle.readline().strip().split(",")
+        if header[:2] != ["id", "split"]:
+            raise FashionCLIPError(f"{splits_path}: expected columns id,split,... got {header}")
+        for line in handle:
+            parts = line.rstrip("\n").split(",")
+            if len(parts) >= 2:
+                known_splits.add(parts[1])
+                if parts[1] == split:
+                    wanted.add(parts[0])
+    if split not in known_splits:
+        raise FashionCLIPError(
+            f"KAGL split {split!r} not in {splits_path}; splits are {sorted(known_splits)}"
+        )
+    rows = []
+    with open(styles_path, encoding="utf-8") as handle:
+        handle.readline()
+        for line in handle:
+            parts = line.rstrip("\r\n").split(",", 9)
+            if len(parts) != 10 or parts[0] not in wanted:
+                continue
+            record = dict(zip(KAGL_COLUMNS, parts, strict=True))
+            record["_image"] = str(kagl_dir / "images" / f"{parts[0]}.jpg")
+            rows.append(record)
+    rows.sort(key=lambda r: int(r["id"]) if r["id"].isdigit() else r["id"])
+    return rows
+
+
+def _reason(exc: ImageDecodeError) -> str:
+    return str(exc).split("(", 1)[0].split(":", 1)[0].strip() or "unreadable image"
+
+
+def validate_pairs(
+    rows: Sequence[Mapping[str, Any]],
+    captions: CaptionBuilder,
+    *,
+    cache: bool,
+    progress: bool,
+    name: str,
+    eval_only: bool = False,
+) -> PairDataset:
+    """Keep the rows whose image decodes and that have a caption; count the others by reason."""
+    skipped: Counter[str] = Counter()
+    records, images, blobs = [], [], []
+    for row in tqdm(rows, desc=f"checking {name}", disable=not progress, unit="img", leave=False):
+        record = {k: v for k, v in row.items() if k != "_image"}
+        try:
+            if eval_only:
+                captions.eval_caption(record)
+            elif not captions.candidates(record):
+                raise ValueError("no caption")
+        except ValueError:
+            skipped["no caption"] += 1
+            continue
+        image = row.get("_image") or ""
+        if not image:
+            skipped["no image path"] += 1
+            continue
+        try:
+            load_image(image)
+            if cache:
+                blobs.append(Path(image).read_bytes())
+        except ImageDecodeError as exc:
+            skipped[_reason(exc)] += 1
+            continue
+        except OSError:
+            skipped["cannot read"] += 1
+            continue
+        records.append(record)
+        images.append(image)
+    return PairDataset(
+        records=records,
+        images=images,
+        image_bytes=blobs if cache else None,
+        captions=captions,
+        skipped=dict(skipped),
+        name=name,
+    )
+
+
+def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) -> Image.Image:
+    """Catalog-photo augmentation (see :class:`AugmentConfig`); returns a new RGB image."""
+    if not cfg.enabled:
+        return image
+    width, height = image.size
+    if cfg.scale_min < 1.0 or cfg.ratio_jitter > 0:
+        scale = rng.uniform(cfg.scale_min, 1.0)
+        ratio = 1.0 + rng.uniform(-cfg.ratio_jitter, cfg.ratio_jitter)
+        crop_w = min(width, max(1, round(width * (scale * ratio) ** 0.5)))
+        crop_h = min(height, max(1, round(height * (scale / ratio) ** 0.5)))
+        left = rng.randint(0, width - crop_w)
+        top = rng.randint(0, height - crop_h)
+        if (crop_w, crop_h) != (width, height):
+            image = image.crop((left, top, left + crop_w, top + crop_h))
+    if rng.random() < cfg.hflip:
+        image = ImageOps.mirror(image)
+    if cfg.color_jitter > 0:
+        jitter = cfg.color_jitter
+        for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            image = enhancer(image).enhance(rng.uniform(1 - jitter, 1 + jitter))
+    if rng.random() < cfg.lowres:
+        w, h = image.size
+        factor = cfg.lowres_size / max(1, min(w, h))
+        if factor < 1:
+            small = image.resize(
+                (max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BILINEAR
+            )
+            image = small.resize((w, h), Image.Resampling.BILINEAR)
+    if rng.random() < cfg.grayscale:
+        image = image.convert("L").convert("RGB")
+    if rng.random() < cfg.invert:
+        image = ImageOps.invert(image)
+    return image
+
+
+class PairSampleDataset(torch.utils.data.Dataset):
+    """Map-style view of a :class:`PairDataset`: key ``(epoch, index)`` -> one training sample.
+
+    A sample is ``(augmented image, caption, index)`` or ``None`` when the image cannot be decoded
+    any more (the collate function drops or replaces it and counts it).
+    """
+
+    def __init__(self, pairs: PairDataset, augment: AugmentConfig, seed: int) -> None:
+        self.pairs = pairs
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Image.Image, str, int] | None:
+        epoch, index = key
+        rng = sample_rng(self.seed, epoch, index)
+        caption = self.pairs.captions.sample(self.pairs.records[index], rng)
+        try:
+            image = self.pairs.load(index)
+        except ImageDecodeError:
+            return None
+        return augment_image(image, rng, self.augment), caption, index
+
+
+@dataclass
+class Batch:
+    pixel_values: torch.Tensor
+    captions: list[str]
+    caption_ids: torch.Tensor
+    indices: list[int]
+    failed: int = 0
+
+
+class PairCollate:
+    """Turns samples into a :class:`Batch` with the model's image processor.
+
+    Failed samples are dropped; with ``keep_size`` (data parallel: every rank must contribute the
+    same number of rows to the feature gather) they are replaced by copies of good samples.
+    """
+
+    def __init__(self, image_processor: Any, keep_size: bool = False) -> None:
+        self.image_processor = image_processor
+        self.keep_size = keep_size
+
+    def __call__(self, samples: list[tuple[Image.Image, str, int] | None]) -> Batch:
+        good = [s for s in samples if s is not None]
+        failed = len(samples) - len(good)
+        if not good:
+            raise FashionCLIPError(
+                "every image of a training batch failed to decode; were the files changed during training?"
+            )
+        if self.keep_size and failed:
+            good = good + [good[i % len(good)] for i in range(failed)]
+        images, captions, indices = zip(*good, strict=True)
+        pixel_values = self.image_processor(images=list(images), return_tensors="pt")[
+            "pixel_values"
+        ]
+        ids = torch.tensor([caption_id(c) for c in captions], dtype=torch.int64)
+        return Batch(pixel_values, list(captions), ids, list(indices), failed)
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's micro-batches of ``(epoch, index)`` keys for one epoch.
+
+    The epoch's permutation comes from ``seed + epoch``; each global batch of ``global_batch``
+    indices is cut into ``world_size`` contiguous slices, one per rank, so that data-parallel
+    training sees the same global batches as a single process. ``start`` skips micro-batches that
+    were already trained (resume); the last incomplete global batch is dropped.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        global_batch: int,
+        epoch: int,
+        seed: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        num_batches: int | None = None,
+    ) -> None:
+        self.num_samples = num_samples
+        self.global_batch = global_batch
+        self.epoch = epoch
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.start = start
+        full = num_samples // global_batch
+        self.num_batches = full if num_batches is None else min(num_batches, full)
+
+    def __len__(self) -> int:
+        return max(0, self.num_batches - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.num_samples, generator=generator).tolist()
+        local = self.global_batch // self.world_size
+        for b in range(self.start, self.num_batches):
+            chunk = order[b * self.global_batch : (b + 1) * self.global_batch]
+            mine = chunk[self.rank * local : (self.rank + 1) * local]
+            yield [(self.epoch, i) for i in mine]

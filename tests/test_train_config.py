@@ -1,0 +1,119 @@
+"""TrainConfig: TOML/JSON files, key=value overrides, type checks, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fashionclip.errors import FashionCLIPError
+from fashionclip.train.config import TrainConfig, load_train_config, parse_override
+
+TOML = """
+output_dir = "runs/x"
+epochs = 4
+batch_size = 32
+
+[model]
+init = "some/model"
+lock_text = true
+
+[optim]
+lr = 1e-4
+warmup_steps = 10
+
+[captions]
+builder = "kagl"
+templates = ["{name}", "a photo of a {articleType}"]
+template_weights = [2, 1]
+
+[data]
+source = "kagl"
+"""
+
+
+def test_toml_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(TOML)
+    config = load_train_config(
+        path, ["epochs=3", "lr=3e-5", "optim.accum_steps=2", "augment.enabled=false", "seed=7"]
+    )
+    assert config.epochs == 3
+    assert config.optim.lr == pytest.approx(3e-5)
+    assert config.optim.accum_steps == 2
+    assert config.optim.warmup_steps == 10
+    assert config.augment.enabled is False
+    assert config.model.lock_text is True
+    assert config.captions.template_weights == [2.0, 1.0]
+    assert config.seed == 7
+    assert config.data.source == "kagl"
+
+
+def test_json_round_trip(tmp_path):
+    config = TrainConfig()
+    config.model.init = "m"
+    config.data.train = "t.csv"
+    config.optim.grad_clip = None
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config.to_dict()))
+    again = load_train_config(path)
+    assert again == config
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epochz=3", "unknown config key 'epochz'"),
+        ("optim.lrr=1", "did you mean optim.lr"),
+        ("epochs=three", "expects an integer"),
+        ("augment.enabled=maybe", "expects true/false"),
+        ("epochs", "key=value"),
+        ("batch_size=0", "batch_size must be >= 1"),
+        ("loss.kind=triplet", "loss.kind"),
+        ("captions.template_weights=[1]", "template_weights has 1 entries"),
+    ],
+)
+def test_bad_overrides_are_clear_errors(tmp_path, override, message):
+    path = tmp_path / "c.toml"
+    path.write_text(TOML)
+    with pytest.raises(FashionCLIPError, match=message.replace("(", r"\(")):
+        load_train_config(path, [override])
+
+
+def test_unknown_key_in_file_and_missing_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(TOML + "\n[loss]\nknd = 'clip'\n")
+    with pytest.raises(FashionCLIPError, match="loss.knd"):
+        load_train_config(path)
+    with pytest.raises(FashionCLIPError, match="not found"):
+        load_train_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3")
+    with pytest.raises(FashionCLIPError, match="cannot parse"):
+        load_train_config(bad)
+
+
+def test_model_init_and_train_table_required():
+    with pytest.raises(FashionCLIPError, match="model.init"):
+        load_train_config(None, ["data.train=x.csv"])
+    with pytest.raises(FashionCLIPError, match="data.train"):
+        load_train_config(None, ["model.init=m"])
+
+
+def test_parse_override_values():
+    assert parse_override("a=1e-4") == ("a", 1e-4)
+    assert parse_override("a=none") == ("a", None)
+    assert parse_override("a=[1, 2]") == ("a", [1, 2])
+    assert parse_override("a=runs/x=y") == ("a", "runs/x=y")
+    assert parse_override("model.dual_encoder.projection_dim=256") == (
+        "model.dual_encoder.projection_dim",
+        256,
+    )
+
+
+def test_dual_encoder_options_pass_through():
+    config = load_train_config(
+        None,
+        ["model.init=dual-encoder", "data.train=x.csv", "model.dual_encoder.projection_dim=256"],
+    )
+    assert config.model.dual_encoder == {"projection_dim": 256}

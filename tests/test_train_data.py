@@ -1,0 +1,185 @@
+"""Training data: caption builders, table/KAGL reading, skipping bad rows, augmentation, batching."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fashionclip.data.captions import (
+    ColumnCaptionBuilder,
+    TemplateCaptionBuilder,
+    caption_id,
+    kagl_caption_builder,
+    sample_rng,
+    singular_label,
+)
+from fashionclip.errors import FashionCLIPError
+from fashionclip.train.config import AugmentConfig, CaptionConfig, DataConfig
+from fashionclip.train.data import (
+    EpochBatchSampler,
+    PairSampleDataset,
+    augment_image,
+    load_pair_datasets,
+    read_kagl_split,
+)
+
+SHIRT = {
+    "id": "15970",
+    "gender": "Men",
+    "masterCategory": "Apparel",
+    "subCategory": "Topwear",
+    "articleType": "Shirts",
+    "baseColour": "Navy Blue",
+    "season": "Fall",
+    "year": "2011",
+    "usage": "Casual",
+    "productDisplayName": "Turtle Check Men Navy Blue Shirt",
+}
+
+
+def test_kagl_builder_varies_captions_deterministically():
+    builder = kagl_caption_builder()
+    candidates = builder.candidates(SHIRT)
+    assert "Turtle Check Men Navy Blue Shirt" in candidates
+    assert "a photo of a Shirts" in candidates
+    assert "a photo of a shirt" in candidates
+    assert "Men Navy Blue Shirts" in candidates
+    assert "Casual Shirts for Men" in candidates
+    draws = [builder.sample(SHIRT, sample_rng(0, epoch, 3)) for epoch in range(200)]
+    assert set(draws) <= set(candidates)
+    counts = Counter(draws)
+    assert len(counts) >= 6  # varied
+    # the product name has the largest weight by default
+    assert counts.most_common(1)[0][0] == "Turtle Check Men Navy Blue Shirt"
+    again = [builder.sample(SHIRT, sample_rng(0, epoch, 3)) for epoch in range(200)]
+    assert draws == again
+    assert builder.eval_caption(SHIRT) == "Turtle Check Men Navy Blue Shirt"
+
+
+def test_templates_with_missing_fields_are_skipped():
+    builder = TemplateCaptionBuilder(
+        ["{usage} {articleType}", "a photo of a {articleType}"], [10, 1]
+    )
+    record = dict(SHIRT, usage="NA")
+    assert builder.candidates(record) == ["a photo of a Shirts"]
+    assert {builder.sample(record, random.Random(i)) for i in range(20)} == {"a photo of a Shirts"}
+    with pytest.raises(ValueError):
+        builder.sample({"usage": "", "articleType": ""}, random.Random(0))
+    with pytest.raises(FashionCLIPError, match="named fields"):
+        TemplateCaptionBuilder(["a {} photo"])
+
+
+def test_column_builder_and_singular_labels():
+    builder = ColumnCaptionBuilder(["caption", "alt"])
+    record = {"caption": "red dress", "alt": "a dress"}
+    assert builder.candidates(record) == ["red dress", "a dress"]
+    assert builder.eval_caption(record) == "red dress"
+    assert builder.eval_caption({"caption": "", "alt": "b"}) == "b"
+    assert singular_label("Watches") == "watch"
+    assert singular_label("Tshirts") == "t-shirt"
+    assert singular_label("Jeans") == "jeans"
+    assert singular_label("Casual Shoes") == "pair of casual shoes"
+    assert caption_id("a") == caption_id("a") != caption_id("b")
+
+
+def _table(tmp_path, rows):
+    path = tmp_path / "pairs.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_bad_rows_are_skipped_and_counted(tmp_path):
+    (tmp_path / "ok.png").parent.mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "ok.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "corrupt.jpg").write_bytes(b"not a jpeg at all")
+    rows = [
+        {"image": "ok.png", "caption": "red"},
+        {"image": "missing.png", "caption": "x"},
+        {"image": "empty.jpg", "caption": "x"},
+        {"image": "corrupt.jpg", "caption": "x"},
+        {"image": "ok.png", "caption": ""},
+        {"image": "", "caption": "y"},
+    ]
+    data = DataConfig(train=str(_table(tmp_path, rows)))
+    train, val = load_pair_datasets(data, CaptionConfig(), progress=False)
+    assert len(train) == 1 and val is None
+    assert train.skipped == {
+        "file not found": 1,
+        "empty file": 1,
+        "not an image or unknown format": 1,
+        "no caption": 1,
+        "no image path": 1,
+    }
+
+
+def test_input_errors_before_training(tmp_path):
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "ok.png")
+    path = _table(tmp_path, [{"image": "ok.png", "text": "red"}])
+    with pytest.raises(FashionCLIPError, match="caption column 'caption' not found.*text"):
+        load_pair_datasets(DataConfig(train=str(path)), CaptionConfig(), progress=False)
+    path = _table(tmp_path, [{"image": "missing.png", "caption": "red"}])
+    with pytest.raises(FashionCLIPError, match="no usable rows.*file not found: 1"):
+        load_pair_datasets(DataConfig(train=str(path)), CaptionConfig(), progress=False)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("image,caption\n")
+    with pytest.raises(FashionCLIPError, match="empty"):
+        load_pair_datasets(DataConfig(train=str(empty)), CaptionConfig(), progress=False)
+    with pytest.raises(FashionCLIPError, match="not found"):
+        load_pair_datasets(
+            DataConfig(train=str(tmp_path / "nope.csv")), CaptionConfig(), progress=False
+        )
+
+
+def test_sampler_splits_global_batches_over_ranks():
+    single = list(EpochBatchSampler(20, 8, epoch=1, seed=3))
+    assert len(single) == 2 and all(len(b) == 8 for b in single)
+    rank0 = list(EpochBatchSampler(20, 8, epoch=1, seed=3, rank=0, world_size=2))
+    rank1 = list(EpochBatchSampler(20, 8, epoch=1, seed=3, rank=1, world_size=2))
+    for whole, a, b in zip(single, rank0, rank1, strict=True):
+        assert whole == a + b
+    resumed = list(EpochBatchSampler(20, 8, epoch=1, seed=3, start=1))
+    assert resumed == single[1:]
+    assert list(EpochBatchSampler(20, 8, epoch=2, seed=3)) != single
+
+
+def test_augmentation_is_deterministic_and_keeps_rgb():
+    image = Image.new("RGB", (60, 80), "white")
+    image.paste(Image.new("RGB", (30, 40), (200, 20, 20)), (15, 20))
+    cfg = AugmentConfig(grayscale=0.5, lowres=0.5, invert=0.5)
+    outs = [augment_image(image, sample_rng(0, 0, i), cfg) for i in range(20)]
+    again = [augment_image(image, sample_rng(0, 0, i), cfg) for i in range(20)]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(outs, again, strict=True))
+    assert all(o.mode == "RGB" for o in outs)
+    assert len({o.tobytes() for o in outs}) > 10
+    inverted = augment_image(
+        image,
+        random.Random(0),
+        AugmentConfig(
+            scale_min=1, ratio_jitter=0, hflip=0, color_jitter=0, grayscale=0, lowres=0, invert=1.0
+        ),
+    )
+    assert inverted.getpixel((0, 0)) == (0, 0, 0)
+    assert augment_image(image, random.Random(0), AugmentConfig(enabled=False)) is image
+
+
+def test_kagl_split_parsing_and_captions(kagl_dir):
+    rows = read_kagl_split(kagl_dir, "val")
+    assert len(rows) == 4444
+    assert all(r["_image"].endswith(f"{r['id']}.jpg") for r in rows[:5])
+    with pytest.raises(FashionCLIPError, match="split 'dev'"):
+        read_kagl_split(kagl_dir, "dev")
+    data = DataConfig(
+        source="kagl", kagl_dir=str(kagl_dir), max_train_samples=64, max_val_samples=32
+    )
+    train, val = load_pair_datasets(data, CaptionConfig(builder="kagl"), progress=False)
+    assert len(train) == 64 and len(val) == 32 and not train.skipped
+    dataset = PairSampleDataset(train, AugmentConfig(), seed=0)
+    image, caption, index = dataset[(0, 5)]
+    assert image.mode == "RGB" and index == 5
+    assert caption in train.captions.candidates(train.records[5])
+    assert len(train.caption_candidates()) > 64

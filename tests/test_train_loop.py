@@ -1,0 +1,141 @@
+"""End-to-end training on tiny models: checkpoints, logs, locking, exact resume, input errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import fashionclip
+from fashionclip.errors import FashionCLIPError
+from fashionclip.train import load_train_config, train
+from fashionclip.train.checkpoint import STATE_DIR
+from test_train_support import base_overrides, make_pairs, state_dict
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    return make_pairs(root)
+
+
+def _config(tmp_path, model_dir, pairs, *extra, val=True):
+    train_csv, val_csv = pairs
+    items = base_overrides(tmp_path, model_dir, train_csv, val_csv if val else None)
+    return load_train_config(None, items + list(extra))
+
+
+def test_clip_training_writes_loadable_checkpoints_and_log(tmp_path, tiny_model_dirs, pairs):
+    config = _config(tmp_path, tiny_model_dirs["clip"], pairs)
+    result = train(config)
+    assert result.finished and result.global_step == result.total_steps == 10
+    assert result.epochs_completed == 2 and result.train_size == 40 and result.val_size == 16
+    assert result.samples_per_second > 0
+    rows = [json.loads(line) for line in result.log_path.read_text().splitlines()]
+    assert [r["type"] for r in rows].count("train") == 10
+    val_rows = [r for r in rows if r["type"] == "val"]
+    assert len(val_rows) == 2
+    for key in ("t2i_recall@1", "t2i_recall@5", "t2i_recall@10", "i2t_recall@1", "mean_recall"):
+        assert 0.0 <= val_rows[-1][f"val/{key}"] <= 1.0
+    assert result.best_checkpoint is not None
+    best = json.loads((result.best_checkpoint / "metrics.json").read_text())
+    assert best["val/mean_recall"] == max(r["val/mean_recall"] for r in val_rows)
+    # both checkpoints are ordinary model folders
+    for folder in (result.last_checkpoint, result.best_checkpoint):
+        model = fashionclip.load(folder, device="cpu", precision="fp32")
+        assert model.encode_text(["a photo of a red shirt"]).shape == (1, 32)
+    assert (result.last_checkpoint / STATE_DIR / "optimizer.safetensors").is_file()
+    # the weights moved away from the initial model
+    before = state_dict(tiny_model_dirs["clip"])
+    after = state_dict(result.last_checkpoint)
+    key = "vision_model.encoder.layers.0.mlp.fc1.weight"
+    assert not torch.equal(before[key], after[key])
+
+
+def test_locked_text_tower_is_frozen_and_cached(tmp_path, tiny_model_dirs, pairs):
+    config = _config(
+        tmp_path,
+        tiny_model_dirs["clip"],
+        pairs,
+        "model.lock_text=true",
+        "model.lock_text_projection=true",
+        "model.lock_image=true",
+        "model.image_unlocked_groups=1",
+    )
+    result = train(config)
+    start = json.loads(result.log_path.read_text().splitlines()[0])
+    assert start["cached_captions"] == 25
+    before, after = state_dict(tiny_model_dirs["clip"]), state_dict(result.last_checkpoint)
+    text_keys = [k for k in before if k.startswith(("text_model.", "text_projection."))]
+    assert text_keys and all(torch.equal(before[k], after[k]) for k in text_keys)
+    frozen_image = [k for k in before if k.startswith("vision_model.encoder.layers.0.")]
+    assert all(torch.equal(before[k], after[k]) for k in frozen_image)
+    trained = [
+        k for k in before if k.startswith(("vision_model.post_layernorm", "visual_projection"))
+    ]
+    assert trained and all(not torch.equal(before[k], after[k]) for k in trained)
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("clip", ("model.lock_text=true",)),
+        ("fashionclip-dual-encoder", ()),
+        ("siglip", ("optim.accum_steps=2",)),
+    ],
+)
+def test_resume_gives_identical_weights(tmp_path, tiny_model_dirs, pairs, kind, extra):
+    if kind not in tiny_model_dirs:
+        pytest.skip(f"no tiny {kind}")
+    model_dir = tiny_model_dirs[kind]
+    straight = _config(tmp_path / "a", model_dir, pairs, *extra, "epochs=3")
+    full = train(straight)
+    assert full.finished
+    total = full.global_step
+    split = _config(
+        tmp_path / "b", model_dir, pairs, *extra, "epochs=3", f"stop_after_steps={total // 2 + 1}"
+    )
+    first = train(split)
+    assert not first.finished and first.global_step == total // 2 + 1
+    resume = _config(tmp_path / "b", model_dir, pairs, *extra, "epochs=3")
+    second = train(resume)
+    assert second.finished and second.global_step == total
+    a, b = state_dict(full.last_checkpoint), state_dict(second.last_checkpoint)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["val/mean_recall"] for r in full.history] == [
+        r["val/mean_recall"] for r in second.history
+    ]
+    log = [json.loads(line)["type"] for line in second.log_path.read_text().splitlines()]
+    assert log.count("resume") == 1
+
+
+def test_errors_before_training(tmp_path, tiny_model_dirs, pairs):
+    with pytest.raises(FashionCLIPError, match="larger than the training set"):
+        train(_config(tmp_path, tiny_model_dirs["clip"], pairs, "batch_size=64"))
+    with pytest.raises(FashionCLIPError, match="caption column 'title' not found"):
+        train(_config(tmp_path, tiny_model_dirs["clip"], pairs, "data.caption_column=title"))
+    with pytest.raises(FashionCLIPError, match="best_metric"):
+        train(_config(tmp_path, tiny_model_dirs["clip"], pairs, "best_metric=val/nope", "epochs=1"))
+    assert (
+        not (tmp_path / "run" / "log.jsonl").exists()
+        or "val/nope" not in (tmp_path / "run" / "log.jsonl").read_text()
+    )
+
+
+def test_dual_encoder_from_towers_config_path(tmp_path, tiny_model_dirs, pairs):
+    """Starting point (b) goes through the same folder format: the run's init/ folder."""
+    config = _config(
+        tmp_path,
+        tiny_model_dirs["fashionclip-dual-encoder"],
+        pairs,
+        "model.lock_text=true",
+        "epochs=1",
+    )
+    result = train(config)
+    model = fashionclip.load(result.last_checkpoint, device="cpu", precision="fp32")
+    emb = model.encode_text(["a photo of a red shirt", "a photo of a blue bag"])
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)

@@ -1,0 +1,88 @@
+"""ClipLoss / SigLipLoss against straightforward reference formulas."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fashionclip.train.loss import ClipLoss, SigLipLoss, clamp_logit_scale_
+
+
+def _features(n=6, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+def test_clip_loss_matches_cross_entropy_reference():
+    image, text = _features()
+    log_scale = torch.tensor(math.log(10.0))
+    logits = 10.0 * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+    target = torch.arange(6)
+    expected = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    assert torch.allclose(ClipLoss()(image, text, log_scale), expected, atol=1e-6)
+    # distinct caption ids give the same loss as no ids
+    ids = torch.arange(6) * 7 + 3
+    assert torch.allclose(ClipLoss()(image, text, log_scale, labels=ids), expected, atol=1e-6)
+
+
+def test_clip_loss_treats_identical_captions_as_positives():
+    image, text = _features()
+    text[3] = text[1]  # rows 1 and 3 have the same caption
+    ids = torch.tensor([0, 1, 2, 1, 4, 5])
+    log_scale = torch.tensor(math.log(10.0))
+    logits = 10.0 * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+    targets = torch.eye(6)
+    targets[1] = targets[3] = torch.tensor([0, 0.5, 0, 0.5, 0, 0])
+    expected = (
+        -(targets * F.log_softmax(logits, -1)).sum(-1).mean()
+        - (targets * F.log_softmax(logits.T, -1)).sum(-1).mean()
+    ) / 2
+    got = ClipLoss()(image, text, log_scale, labels=ids)
+    assert torch.allclose(got, expected, atol=1e-6)
+    # For InfoNCE, identical caption embeddings make soft and one-hot targets the same function
+    # (the duplicates' probabilities are equal), so ids change nothing here; they do for SigLIP.
+    assert torch.allclose(got, ClipLoss()(image, text, log_scale), atol=1e-6)
+    assert not torch.allclose(
+        SigLipLoss()(image, text, log_scale, torch.tensor(-1.0), labels=ids),
+        SigLipLoss()(image, text, log_scale, torch.tensor(-1.0)),
+        atol=1e-4,
+    )
+
+
+def test_clip_loss_learns_temperature_and_caps_it():
+    image, text = _features()
+    loss_fn = ClipLoss(init_logit_scale=math.log(1 / 0.07))
+    loss = loss_fn(image, text)
+    loss.backward()
+    assert loss_fn.logit_scale.grad is not None and loss_fn.logit_scale.grad.abs() > 0
+    big = torch.tensor(10.0)  # exp(10) >> 100: capped
+    capped = ClipLoss()(image, text, big)
+    assert torch.allclose(capped, ClipLoss()(image, text, torch.tensor(math.log(100.0))))
+    param = torch.nn.Parameter(torch.tensor(7.0))
+    clamp_logit_scale_(param)
+    assert math.isclose(float(param), math.log(100.0), rel_tol=1e-6)
+
+
+def test_siglip_loss_matches_reference():
+    image, text = _features()
+    log_scale, bias = torch.tensor(math.log(10.0)), torch.tensor(-5.0)
+    logits = 10.0 * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T - 5.0
+    signs = 2 * torch.eye(6) - 1
+    expected = -F.logsigmoid(signs * logits).sum() / 6
+    assert torch.allclose(SigLipLoss()(image, text, log_scale, bias), expected, atol=1e-5)
+    ids = torch.tensor([0, 1, 2, 1, 4, 5])
+    signs[1, 3] = signs[3, 1] = 1
+    expected = -F.logsigmoid(signs * logits).sum() / 6
+    assert torch.allclose(
+        SigLipLoss()(image, text, log_scale, bias, labels=ids), expected, atol=1e-5
+    )
+
+
+def test_loss_is_lower_for_matching_pairs():
+    image, _ = _features()
+    log_scale = torch.tensor(math.log(20.0))
+    matched = ClipLoss()(image, image.clone(), log_scale)
+    shuffled = ClipLoss()(image, image.flip(0), log_scale)
+    assert matched < shuffled
