@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:  `make demo` (set up + index KAGL's test split + search)
+# and `make test` (set up + lint + the whole test suite). CI runs `make test` (see .ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KAGL ?= ../shared/data/kagl
+CATALOG ?= runs/kagl-test
+MODEL ?=
+MODEL_FLAG := $(if $(MODEL),--model $(MODEL),)
+
+.PHONY: setup system-deps demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The pinned CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $@
+
+# Debian's Chromium for the browser test of the web page (no browser download at run time).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium (the browser test will be skipped)"; fi; }
+
+demo: setup
+	$(BIN)/fashionclip index --catalog $(CATALOG) $(MODEL_FLAG) $(KAGL)/styles.csv \
+	    --ids-file $(KAGL)/splits.csv --ids-where split=test
+	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "red dress"
+	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 --filter gender=Men "running shoes"
+	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "black leather handbag"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: setup system-deps lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
