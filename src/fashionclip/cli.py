@@ -220,6 +220,124 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- evaluate
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import shlex
+
+    from fashionclip.evaluate.runner import EvaluationConfig, run_evaluation, stderr_log
+    from fashionclip.evaluate.zero_shot import DEFAULT_TEMPLATES, ENSEMBLE_TEMPLATES
+
+    def csv(value: str) -> list[str]:
+        return [v.strip() for v in value.split(",") if v.strip()]
+
+    templates = list(args.template or [])
+    if args.template_ensemble:
+        templates += [t for t in ENSEMBLE_TEMPLATES if t not in templates]
+    config = EvaluationConfig(
+        models=list(args.model or []),
+        out_dir=Path(args.out),
+        tasks=csv(args.tasks),
+        datasets=csv(args.datasets),
+        attributes=csv(args.attributes),
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        limit=args.limit,
+        probe_train_size=args.probe_train_size,
+        min_class_size=args.min_class_size,
+        templates=templates or list(DEFAULT_TEMPLATES),
+        category_template=args.category_template,
+        baselines=not args.no_baselines,
+        plots=not args.no_plots,
+        batch_size=args.batch_size,
+        device=args.device,
+        allow_pickle=args.allow_pickle,
+        seed=args.seed,
+        show_progress=not args.quiet,
+        command=shlex.join(["fashionclip", *sys.argv[1:]]),
+    )
+    run = run_evaluation(config, log=None if args.quiet else stderr_log)
+    print(f"results: {run.results_path}")
+    print(f"report:  {run.report_path}")
+    print(f"plots:   {len(run.plots)} PNG file(s) in {run.out_dir / 'plots'}")
+    print(f"Total run time: {run.seconds:.1f} s ({run.seconds / 60:.1f} min)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    from fashionclip.train import load_train_config, train
+
+    overrides = list(args.set or [])
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.quiet:
+        overrides.append("progress=false")
+    result = train(load_train_config(args.config, overrides))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    status = "finished" if result.finished else "stopped (run the same command to resume)"
+    print(
+        f"training {status}: step {result.global_step}/{result.total_steps}, "
+        f"{result.epochs_completed} epoch(s), {result.samples_per_second:.1f} samples/s"
+    )
+    if result.skipped_train:
+        print(f"skipped training rows: {result.skipped_train}")
+    if result.best_checkpoint is not None:
+        print(
+            f"best: {result.best_checkpoint} ({result.best_metric:.4f}, epoch {result.best_epoch})"
+        )
+    print(f"last: {result.last_checkpoint}")
+    print(f"log:  {result.log_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- serve
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    import uvicorn
+
+    from fashionclip.serve.app import create_app
+    from fashionclip.serve.startup import load_serving_state
+
+    if args.port < 0 or args.port > 65535:
+        raise FashionCLIPError(f"--port must be in 0..65535, got {args.port}")
+    if args.max_upload_mb <= 0:
+        raise FashionCLIPError("--max-upload-mb must be positive")
+    state = load_serving_state(
+        args.catalog,
+        model=args.model,
+        compare_model=args.compare_model,
+        compare_catalog=args.compare_catalog,
+        device=args.device,
+        allow_pickle=args.allow_pickle,
+        show_progress=not args.no_progress,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    app = create_app(
+        state.catalog,
+        state.model,
+        compare_model=state.compare_model,
+        compare_catalog=state.compare_catalog,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+    )
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        print(
+            f"warning: listening on {args.host}: other machines can reach this server "
+            "(it has no authentication)",
+            file=sys.stderr,
+        )
+    print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -311,6 +429,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--json", action="store_true", help="print a JSON list, best first")
     search.set_defaults(handler=_cmd_search)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="benchmark models against baselines: zero-shot, linear probe, retrieval",
+        description="Evaluate one or more models on the KAGL test split and Fashion-MNIST, "
+        "with majority, random-embedding, BM25 and hybrid baselines. Writes OUT/results.json, "
+        "OUT/report.md and OUT/plots/*.png; image embeddings are cached per model in OUT/cache.",
+    )
+    evaluate.add_argument(
+        "--model",
+        action="append",
+        help="model folder or Hugging Face id; repeat to compare (default: the shipped model)",
+    )
+    evaluate.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
+    evaluate.add_argument(
+        "--allow-pickle", action="store_true", help="allow pickle (.bin) weights you trust"
+    )
+    evaluate.add_argument("--out", required=True, help="output folder")
+    evaluate.add_argument(
+        "--tasks", default="zero-shot,linear-probe,retrieval", help="comma-separated tasks"
+    )
+    evaluate.add_argument(
+        "--datasets", default="kagl,fashion-mnist", help="comma-separated: kagl, fashion-mnist"
+    )
+    evaluate.add_argument(
+        "--attributes",
+        default="articleType,subCategory,masterCategory,baseColour,gender,usage",
+        help="KAGL attributes to classify",
+    )
+    evaluate.add_argument(
+        "--data-dir", default=None, help="folder with kagl/ and fashion_mnist/ (default: "
+        "$FASHIONCLIP_DATA_DIR or ../shared/data)"
+    )  # fmt: skip
+    evaluate.add_argument("--cache-dir", default=None, help="embedding cache (default OUT/cache)")
+    evaluate.add_argument(
+        "--limit", type=int, default=None, help="at most N items per split (quick runs)"
+    )
+    evaluate.add_argument(
+        "--probe-train-size", type=int, default=10_000, help="linear-probe training items"
+    )
+    evaluate.add_argument(
+        "--min-class-size", type=int, default=10, help="drop classes with fewer test items"
+    )
+    evaluate.add_argument(
+        "--template",
+        action="append",
+        help="zero-shot prompt with {} for the class; repeat to ensemble "
+        "(default 'a photo of a {}')",
+    )
+    evaluate.add_argument(
+        "--template-ensemble", action="store_true", help="add the built-in prompt ensemble"
+    )
+    evaluate.add_argument(
+        "--category-template", default="a photo of {}", help="category-to-product query"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=64, help="images per model batch")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling and baseline seed")
+    evaluate.add_argument("--no-baselines", action="store_true", help="models only")
+    evaluate.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress output")
+    evaluate.set_defaults(handler=_cmd_evaluate)
 
     return parser
 

@@ -1,0 +1,344 @@
+"""Writing results: ``results.json`` (flat records), ``report.md`` (comparison tables) and plots.
+
+A record is one model (or baseline) x task x dataset x metric:
+``{"model", "kind", "task", "dataset", "metric", "value", "reason", "n"}``; ``value`` is None
+exactly when the metric could not be computed, and ``reason`` then says why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Metrics shown in the report tables, per task, in order (all: higher is better).
+TABLE_METRICS = {
+    "zero-shot": ("weighted_f1", "macro_f1", "accuracy"),
+    "linear-probe": ("weighted_f1", "macro_f1", "accuracy"),
+    "retrieval": (
+        "recall@1",
+        "recall@5",
+        "recall@10",
+        "precision@1",
+        "precision@5",
+        "precision@10",
+        "mrr",
+    ),
+}
+TASK_TITLES = {
+    "zero-shot": "Zero-shot classification",
+    "linear-probe": "Linear probe (logistic regression on frozen image embeddings)",
+    "retrieval": "Retrieval",
+}
+
+
+@dataclass
+class Record:
+    """One figure of the results table."""
+
+    model: str
+    kind: str  # "model" or "baseline"
+    task: str
+    dataset: str
+    metric: str
+    value: float | None
+    reason: str | None = None
+    n: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.value is not None:
+            value = float(self.value)
+            if not math.isfinite(value):
+                raise ValueError(f"{self.metric}: non-finite value {value}; use None and a reason")
+            self.value = value
+        elif not self.reason:
+            raise ValueError(f"{self.model}/{self.dataset}/{self.metric}: None needs a reason")
+
+
+def records_from_metrics(
+    model: str,
+    kind: str,
+    task: str,
+    dataset: str,
+    metrics: dict[str, Any],
+    names: Sequence[str],
+    n: int | None,
+    prefix: str = "",
+) -> list[Record]:
+    """Records for the scalar metrics ``names`` of an evaluator's dict (``prefix`` + name)."""
+    undefined = metrics.get("undefined") or {}
+    out = []
+    for name in names:
+        key = prefix + name
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        reason = undefined.get(key) if value is None else None
+        if value is None and not reason:
+            reason = "not computable"
+        out.append(Record(model, kind, task, dataset, name, value, reason, n))
+    return out
+
+
+def per_class_records(
+    model: str, kind: str, task: str, dataset: str, metrics: dict[str, Any]
+) -> list[Record]:
+    """One ``f1[<class>]`` record per class (None with a reason when undefined)."""
+    out = []
+    for label, value in (metrics.get("per_class_f1") or {}).items():
+        support = (metrics.get("support") or {}).get(label)
+        reason = None
+        if value is None:
+            reason = (metrics.get("undefined") or {}).get(
+                "weighted_f1" if metrics.get("weighted_f1") is None else "per_class_f1",
+                "class has no items and no predictions",
+            )
+        out.append(Record(model, kind, task, dataset, f"f1[{label}]", value, reason, support))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# results.json
+# --------------------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value)}")
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(payload, indent=1, ensure_ascii=False, default=_json_default, allow_nan=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def write_results_json(path: Path, records: Sequence[Record], meta: dict[str, Any]) -> Path:
+    return write_json(path, {"meta": meta, "records": [asdict(r) for r in records]})
+
+
+# --------------------------------------------------------------------------------------------
+# report.md
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def comparison_table(
+    records: Sequence[Record], task: str, systems: Sequence[str], metrics: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Markdown table lines (dataset x metric rows, one column per system; best in bold) and
+    the footnotes explaining every n/a."""
+    by_key = {(r.dataset, r.metric, r.model): r for r in records if r.task == task}
+    datasets = list(dict.fromkeys(r.dataset for r in records if r.task == task))
+    columns = [s for s in systems if any(k[2] == s for k in by_key)]
+    lines = [
+        "| dataset | metric | " + " | ".join(columns) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    notes: list[str] = []
+    for dataset in datasets:
+        for metric in metrics:
+            row = [by_key.get((dataset, metric, s)) for s in columns]
+            if all(r is None for r in row):
+                continue
+            # Compare the figures as shown, so equal-looking cells are all bold or none is.
+            values = [round(r.value, 3) for r in row if r is not None and r.value is not None]
+            best = max(values) if values else None
+            cells = []
+            for system, r in zip(columns, row, strict=True):
+                if r is None:
+                    cells.append("")
+                elif r.value is None:
+                    notes.append(f"{system} · {dataset} · {metric}: n/a ({r.reason})")
+                    cells.append("n/a")
+                elif best is not None and round(r.value, 3) == best and len(set(values)) > 1:
+                    cells.append(f"**{_fmt(r.value)}**")
+                else:
+                    cells.append(_fmt(r.value))
+            lines.append(f"| {dataset} | {metric} | " + " | ".join(cells) + " |")
+    return lines, notes
+
+
+def write_report_md(
+    path: Path,
+    records: Sequence[Record],
+    meta: dict[str, Any],
+    systems: Sequence[str],
+    plots: Sequence[Path] = (),
+) -> Path:
+    """The human-readable comparison (one table per task)."""
+    lines = ["# FashionCLIP evaluation report", ""]
+    seconds = meta.get("run_time_seconds")
+    lines += [
+        f"- Command: `{meta.get('command') or '(library call)'}`",
+        f"- Total run time: {seconds:.1f} s ({seconds / 60:.1f} min) on {meta.get('cpu_count')} CPU "
+        f"core(s), device {meta.get('device', 'n/a')} (loading, encoding, metrics and plots; "
+        "embedding-cache hits make repeated runs faster)"
+        if seconds is not None
+        else "- Total run time: n/a",
+        f"- Date: {meta.get('finished_at', 'n/a')} · fashionclip {meta.get('fashionclip_version')}",
+        "",
+        "## Models",
+        "",
+        "| name | kind | dim | fingerprint | source |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for m in meta.get("models", []):
+        lines.append(
+            f"| {m['name']} | {m['kind']} | {m['embedding_dim']} | `{str(m['fingerprint'])[:16]}` "
+            f"| {m.get('source', '')} |"
+        )
+    settings = meta.get("settings", {})
+    lines += ["", "## Settings", ""]
+    lines += [f"- {key}: `{value}`" for key, value in settings.items()]
+    lines += ["", "## Data", ""]
+    lines += [f"- {line}" for line in meta.get("data_notes", [])]
+
+    all_notes: list[str] = []
+    for task, title in TASK_TITLES.items():
+        if not any(r.task == task for r in records):
+            continue
+        table, notes = comparison_table(records, task, systems, TABLE_METRICS[task])
+        lines += ["", f"## {title}", ""] + table
+        all_notes += notes
+    lines += [
+        "",
+        "Best figure per row in **bold**, compared as shown to 3 decimals (none when all are "
+        "equal); all metrics: higher is better; n/a = could not be computed (reasons below).",
+    ]
+    lines += ["", "## Baselines and definitions", ""]
+    lines += [f"- {line}" for line in meta.get("definitions", [])]
+    if all_notes:
+        lines += ["", "## Figures that could not be computed", ""]
+        lines += [f"- {note}" for note in all_notes]
+    dropped = meta.get("dropped_classes") or {}
+    if any(dropped.values()):
+        lines += ["", "## Classes dropped (fewer test items than the minimum class size)", ""]
+        for dataset, classes in dropped.items():
+            if classes:
+                listed = ", ".join(f"{c} ({n})" for c, n in classes.items())
+                lines.append(f"- {dataset}: {listed}")
+    if plots:
+        lines += ["", "## Plots", ""]
+        for plot in plots:
+            rel = plot.relative_to(path.parent) if plot.is_relative_to(path.parent) else plot
+            lines.append(f"- [{rel}]({rel})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+# --------------------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "x"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_per_class_f1(
+    path: Path, title: str, per_class: dict[str, dict[str, float | None]]
+) -> Path:
+    """Grouped horizontal bars: per-class F1 of each system (classes in label order)."""
+    plt = _pyplot()
+    systems = list(per_class)
+    classes = list(next(iter(per_class.values())))
+    height = max(3.0, 0.22 * len(classes) * max(1, len(systems)) + 1.2)
+    fig, ax = plt.subplots(figsize=(8, min(height, 60)))
+    bar = 0.8 / max(1, len(systems))
+    y = np.arange(len(classes))
+    for i, system in enumerate(systems):
+        values = [per_class[system].get(c) for c in classes]
+        ax.barh(
+            y + i * bar,
+            [np.nan if v is None else v for v in values],
+            height=bar,
+            label=system,
+        )
+    ax.set_yticks(y + bar * (len(systems) - 1) / 2)
+    ax.set_yticklabels(classes, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("F1")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(path: Path, title: str, labels: Sequence[str], matrix: Sequence[Sequence[int]]):
+    """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=np.float64)
+    rows = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    size = min(4 + 0.18 * len(labels), 24)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)))
+    ax.set_yticks(range(len(labels)))
+    font = 7 if len(labels) <= 40 else 5
+    ax.set_xticklabels(labels, rotation=90, fontsize=font)
+    ax.set_yticklabels(labels, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_recall_curves(path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]]):
+    """recall@k against k (log scale) for each system."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for system, (ks, values) in curves.items():
+        ax.plot(ks, [np.nan if v is None else v for v in values], label=system)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
