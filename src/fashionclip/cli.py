@@ -491,6 +491,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a CLIP-style model on image-caption pairs",
+        description="Contrastive fine-tuning from a TOML/JSON config (see configs/); resumes "
+        "from OUTPUT_DIR/last when it exists. Multi-GPU: torchrun --nproc_per_node N "
+        "-m fashionclip.cli train ...",
+    )
+    train.add_argument("--config", required=True, help="training config (.toml or .json)")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set epochs=3 --set optim.lr=1e-4 (repeatable)",
+    )
+    train.add_argument("--output-dir", default=None, help="override output_dir")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_cmd_train)
+
     return parser
 
 

@@ -35,7 +35,6 @@ DEFAULT_KAGL_TEMPLATES: tuple[str, ...] = (
     "a photo of a {colour} {article} for {gender}",
     "{season} {usage} {articleType}",
     "{baseColour} {subCategory} for {gender}",
-    "{name}, {usage}, {season}",
 )
 DEFAULT_KAGL_TEMPLATE_WEIGHTS: tuple[float, ...] = (
     3.0,
@@ -46,7 +45,6 @@ DEFAULT_KAGL_TEMPLATE_WEIGHTS: tuple[float, ...] = (
     1.0,
     0.5,
     1.0,
-    0.5,
     0.5,
     0.5,
 )

@@ -126,6 +126,8 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
     accum_steps: int = 1
+    #: Learning rate of the pretrained backbones; ``None`` = ``lr`` (the projections use ``lr``).
+    backbone_lr: float | None = None
     #: Learning rate of the temperature / bias; ``None`` = ``lr``.
     logit_lr: float | None = None
 
@@ -164,6 +166,8 @@ class TrainConfig:
     stop_after_steps: int | None = None
     save_every_steps: int | None = None
     val_every_epochs: int = 1
+    #: Also validate the starting weights (logged as epoch 0; not a candidate for ``best``).
+    val_before_training: bool = False
     #: Record columns to classify zero-shot at each validation (skipped when a column is absent).
     val_zero_shot: list[str] = field(default_factory=lambda: ["articleType"])
     val_zero_shot_template: str = "a photo of a {}"

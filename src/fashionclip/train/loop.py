@@ -115,6 +115,9 @@ class TextFeatureCache:
         new = sorted(set(captions) - set(self.rows))
         if not new:
             return
+        # Similar lengths in a batch waste less compute on padding (~2x faster for KAGL).
+        lengths = self.model.tokenizer(new, truncation=True)["input_ids"]
+        new = [c for _, c in sorted(zip(map(len, lengths), new, strict=True))]
         chunks = []
         for start in tqdm(
             range(0, len(new), self.batch_size * 8),
@@ -197,22 +200,33 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def build_optimizer(parts: ModelParts, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with no weight decay on biases, norms and the temperature/bias (open_clip's rule)."""
+    """AdamW; no weight decay on biases, norms and the temperature/bias (open_clip's rule).
+
+    Backbones use ``optim.backbone_lr`` (default ``lr``), projections ``lr``, the temperature
+    and bias ``logit_lr`` (default ``lr``).
+    """
     opt = config.optim
-    decay, no_decay, logits = [], [], []
+    backbone_ids = {
+        id(p) for tower in (parts.image, parts.text) for p in tower.backbone.parameters()
+    }
+    backbone_lr = opt.backbone_lr or opt.lr
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in parts.trainable_parameters():
         if name in ("logit_scale", "logit_bias"):
-            logits.append(param)
-        elif _no_decay(name, param):
-            no_decay.append(param)
+            key = ("logit", False)
         else:
-            decay.append(param)
+            key = ("backbone" if id(param) in backbone_ids else "head", not _no_decay(name, param))
+        buckets.setdefault(key, []).append(param)
+    lrs = {"backbone": backbone_lr, "head": opt.lr, "logit": opt.logit_lr or opt.lr}
     groups = [
-        {"params": decay, "weight_decay": opt.weight_decay, "base_lr": opt.lr},
-        {"params": no_decay, "weight_decay": 0.0, "base_lr": opt.lr},
-        {"params": logits, "weight_decay": 0.0, "base_lr": opt.logit_lr or opt.lr},
+        {
+            "params": buckets[key],
+            "weight_decay": opt.weight_decay if key[1] else 0.0,
+            "base_lr": lrs[key[0]],
+            "name": f"{key[0]}{'' if key[1] else '-no-decay'}",
+        }
+        for key in sorted(buckets)
     ]
-    groups = [g for g in groups if g["params"]]
     if not groups:
         raise FashionCLIPError("nothing to train: every parameter is locked")
     return torch.optim.AdamW(groups, lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)
@@ -374,6 +388,14 @@ def _text_embeddings(model, parts, texts, text_cache, precision, config) -> np.n
     return np.concatenate(chunks)
 
 
+def _summary(metrics: dict[str, float]) -> str:
+    return ", ".join(
+        f"{k.removeprefix('val/')}={v:.4f}"
+        for k, v in metrics.items()
+        if "recall@1" in k or "mean_recall" in k or "accuracy" in k
+    )
+
+
 # ---------------------------------------------------------------------------- train
 
 
@@ -397,7 +419,9 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
     _seed_everything(config.seed + ctx.rank)
 
     # ---- data first: every input error is raised before a model is loaded
+    t_start = time.perf_counter()
     train_set, val_set = load_pair_datasets(config.data, config.captions, progress=show)
+    data_seconds = time.perf_counter() - t_start
     steps_per_epoch = _check_sizes(config, train_set, ctx)
     total_steps = steps_per_epoch * config.epochs
     micro_per_epoch = steps_per_epoch * config.optim.accum_steps
@@ -463,6 +487,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
 
     # ---- frozen text backbone: embed every caption once
     text_cache = None
+    cache_seconds = 0.0
     if mc.cache_locked_text and parts.text.backbone_frozen:
         parts.set_train_mode()
         text_cache = TextFeatureCache(model, parts, device)
@@ -472,6 +497,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
         t0 = time.perf_counter()
         with _autocast(precision, device):
             text_cache.add(captions, progress=show)
+        cache_seconds = time.perf_counter() - t0
         if show:
             tqdm.write(
                 f"cached frozen text features of {len(text_cache):,} captions "
@@ -524,6 +550,9 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                     "loss": kind,
                     "trainable_parameters": sum(p.numel() for _, p in parts.trainable_parameters()),
                     "cached_captions": len(text_cache) if text_cache else 0,
+                    "data_seconds": round(data_seconds, 2),
+                    "text_cache_seconds": round(cache_seconds, 2),
+                    "setup_seconds": round(time.perf_counter() - t_start, 2),
                 },
             )
         else:
@@ -562,6 +591,17 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
             ckpt.replace_folder(tmp, final)
         barrier(ctx)
         return final
+
+    if state is None and config.val_before_training and val_set is not None:
+        if ctx.is_main:
+            t0 = time.perf_counter()
+            metrics = evaluate_model(model, parts, val_set, config, text_cache, precision)
+            row = {"type": "val", "epoch": 0, "step": 0, **metrics}
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            _append_log(log_path, row)
+            if show:
+                tqdm.write(f"before training: {_summary(metrics)}")
+        barrier(ctx)
 
     collate = PairCollate(model.image_processor, keep_size=ctx.enabled)
     dataset = PairSampleDataset(train_set, config.augment, config.seed)
@@ -667,6 +707,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                             if parts.logit_scale is not None
                             else None,
                             "samples_per_s": sps,
+                            "train_seconds": round(train_time, 3),
                         },
                     )
                     running_loss, running_n = 0.0, 0
@@ -719,13 +760,9 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                 )
                 if better:
                     best_value, best_epoch, is_best = float(value), epoch, True
-                summary = ", ".join(
-                    f"{k.removeprefix('val/')}={v:.4f}"
-                    for k, v in metrics.items()
-                    if "recall@1" in k or "mean_recall" in k or "accuracy" in k
-                )
                 if show:
-                    tqdm.write(f"epoch {epoch}: {summary}" + (" (best)" if is_best else ""))
+                    best_mark = " (best)" if is_best else ""
+                    tqdm.write(f"epoch {epoch}: {_summary(metrics)}{best_mark}")
             history, best_value, best_epoch, is_best = broadcast_object(
                 ctx, (history, best_value, best_epoch, is_best)
             )
