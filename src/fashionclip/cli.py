@@ -509,6 +509,39 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_cmd_train)
 
+    serve = commands.add_parser(
+        "serve",
+        help="web page and JSON API for searching a catalog",
+        description="Serve a catalog over HTTP: a search page at / and a JSON API (OpenAPI at "
+        "/openapi.json, docs at /docs). Loads the model and catalog once. --model defaults to "
+        "the model that built the catalog. For side-by-side results give --compare-catalog "
+        "(the same products indexed with another model) or just --compare-model, which "
+        "builds/refreshes CATALOG/compare-<fingerprint>/ at start-up (incremental).",
+    )
+    _add_model_options(serve)
+    serve.add_argument("--catalog", required=True, help="catalog folder")
+    serve.add_argument(
+        "--compare-model", default=None, help="second model (folder or hub id) to compare with"
+    )
+    serve.add_argument(
+        "--compare-catalog", default=None, help="catalog of the same products, compare model"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default loopback only)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=10.0, help="largest accepted image upload (MiB)"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn log level",
+    )
+    serve.add_argument("--no-progress", action="store_true", help="no progress bars")
+    serve.set_defaults(handler=_cmd_serve)
+
     return parser
 
 

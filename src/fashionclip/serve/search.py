@@ -1,0 +1,724 @@
+"""The search service behind the HTTP API, with no HTTP in it.
+
+:class:`SearchService` holds an opened :class:`~fashionclip.index.Catalog`, its model and,
+optionally, a *compare* model with its own catalog of the same products (e.g. plain CLIP next
+to FashionCLIP). It validates every input (query text, k, filters, labels, uploaded bytes)
+and raises :class:`~fashionclip.errors.FashionCLIPError` subclasses whose messages are meant
+for the person who sent the request; the web layer maps them to 4xx responses.
+
+Thread safety: request threads run searches in parallel, but each model is entered by one
+thread at a time (a lock per model), because tokenizers and torch modules are not safe to
+re-enter. Only the encoding of the query runs under that lock; decoding uploads, the vector
+search (thread-safe per the catalog's contract) and reading metadata run outside it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from fashionclip.data.images import load_image
+from fashionclip.errors import FashionCLIPError, ImageDecodeError, InvalidQueryError
+from fashionclip.index import Catalog, ProductNotFoundError, SearchResult
+
+T = TypeVar("T")
+
+#: Columns shown as a product's name, in order of preference (KAGL first).
+TITLE_COLUMNS = ("productDisplayName", "name", "title", "product_name", "description")
+#: Columns shown under the name on a result card when the catalog has them.
+KEY_COLUMNS = ("articleType", "baseColour", "gender", "category", "colour", "color", "brand")
+#: Image formats sent to browsers as they are; anything else is re-encoded as a JPEG thumbnail.
+_WEB_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+
+FilterValue = str | int | float | bool
+Filters = Mapping[str, FilterValue | Sequence[FilterValue]]
+
+
+class UploadTooLargeError(FashionCLIPError):
+    """An upload over the byte limit, or an image over the pixel limit (decompression bomb)."""
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Bounds on what one request may ask for."""
+
+    max_k: int = 200
+    default_k: int = 24
+    max_query_chars: int = 512
+    max_filter_values: int = 256
+    max_labels: int = 64
+    max_label_chars: int = 128
+    max_templates: int = 16
+    #: Largest accepted upload (bytes of the image file itself).
+    max_upload_bytes: int = 10 * 1024 * 1024
+    #: Largest uploaded image (width x height) we decode; larger ones are refused as bombs.
+    max_image_pixels: int = 25_000_000
+    #: Catalog images larger than this (longest side, pixels) are served as JPEG thumbnails.
+    thumbnail_side: int = 512
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.default_k <= self.max_k:
+            raise FashionCLIPError(f"default_k must be in 1..max_k, got {self.default_k}")
+        if self.max_upload_bytes <= 0 or self.max_image_pixels <= 0:
+            raise FashionCLIPError("upload limits must be positive")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds spent: waiting for the model, encoding the query, searching."""
+
+    queue_ms: float = 0.0
+    encode_ms: float = 0.0
+    search_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "queue_ms": round(self.queue_ms, 3),
+            "encode_ms": round(self.encode_ms, 3),
+            "search_ms": round(self.search_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: id, display title, metadata and cosine similarity."""
+
+    id: str
+    title: str
+    score: float
+    metadata: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "score": round(self.score, 6),
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class ResultList:
+    """The hits of one model for one query. ``error`` is set (and ``hits`` empty) only for
+    the compare side, when it could not answer (e.g. the product is missing there)."""
+
+    side: str
+    model: str
+    hits: list[Hit]
+    timing: Timing
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "model": self.model,
+            "results": [hit.to_dict() for hit in self.hits],
+            "timing": self.timing.to_dict(),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    """A query, its results (catalog model) and optionally the compare model's results."""
+
+    kind: str
+    query: dict[str, Any]
+    k: int
+    filters: dict[str, list[FilterValue]]
+    results: ResultList
+    compare: ResultList | None
+    took_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "query": self.query,
+            "k": self.k,
+            "filters": self.filters,
+            "results": self.results.to_dict(),
+            "compare": None if self.compare is None else self.compare.to_dict(),
+            "took_ms": round(self.took_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Zero-shot result of one model: best label and every label's probability, best first."""
+
+    side: str
+    model: str
+    label: str
+    scores: list[tuple[str, float]]
+    timing: Timing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "model": self.model,
+            "label": self.label,
+            "scores": [{"label": label, "score": round(p, 6)} for label, p in self.scores],
+            "timing": self.timing.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ClassifyResponse:
+    labels: list[str]
+    result: Classification
+    compare: Classification | None
+    took_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "result": self.result.to_dict(),
+            "compare": None if self.compare is None else self.compare.to_dict(),
+            "took_ms": round(self.took_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class ProductImage:
+    """What to send for a product's picture: a file as it is, or re-encoded JPEG bytes."""
+
+    media_type: str
+    path: Path | None = None
+    data: bytes | None = None
+
+
+class _GuardedModel:
+    """A model behind a lock: one thread at a time runs an encoder."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.lock = threading.Lock()
+        self.name = str(getattr(model.identity, "name", model))
+
+    def run(self, work: Callable[[Any], T]) -> tuple[T, float, float]:
+        """``work(model)`` under the lock; returns (result, queue seconds, run seconds)."""
+        asked = time.perf_counter()
+        with self.lock:
+            began = time.perf_counter()
+            result = work(self.model)
+        return result, began - asked, time.perf_counter() - began
+
+
+@dataclass
+class _Side:
+    name: str  # "catalog" or "compare"
+    catalog: Catalog
+    model: _GuardedModel
+    columns: frozenset[str] = field(default_factory=frozenset)
+
+
+class SearchService:
+    """Text, image and "more like this" search, facets and zero-shot classification.
+
+    ``catalog`` must have been built with ``model`` (checked). ``compare_model`` and
+    ``compare_catalog`` go together: a catalog of the same products embedded with the compare
+    model (see :func:`fashionclip.serve.compare.ensure_compare_catalog`).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        model: Any,
+        *,
+        compare_model: Any | None = None,
+        compare_catalog: Catalog | None = None,
+        limits: ServiceLimits | None = None,
+        title_column: str | None = None,
+        key_columns: Sequence[str] | None = None,
+    ) -> None:
+        if (compare_model is None) != (compare_catalog is None):
+            raise FashionCLIPError(
+                "compare_model and compare_catalog go together: the compare model needs its "
+                "own catalog of the same products (see fashionclip.serve.compare)"
+            )
+        self.limits = limits or ServiceLimits()
+        catalog._check_model(model)
+        guards: dict[int, _GuardedModel] = {}
+
+        def guard(m: Any) -> _GuardedModel:
+            return guards.setdefault(id(m), _GuardedModel(m))
+
+        self._primary = _Side("catalog", catalog, guard(model), frozenset(catalog.columns))
+        self._compare: _Side | None = None
+        if compare_model is not None and compare_catalog is not None:
+            compare_catalog._check_model(compare_model)
+            self._compare = _Side(
+                "compare", compare_catalog, guard(compare_model), frozenset(compare_catalog.columns)
+            )
+        columns = catalog.columns
+        if title_column is not None and title_column not in columns:
+            raise FashionCLIPError(
+                f"title column {title_column!r} is not a catalog column ({', '.join(columns)})"
+            )
+        self.title_column = title_column or next((c for c in TITLE_COLUMNS if c in columns), None)
+        if key_columns is None:
+            preferred = [c for c in KEY_COLUMNS if c in columns]
+            others = [c for c in columns if c != self.title_column and c not in preferred]
+            key_columns = (preferred + others)[:3]
+        unknown = [c for c in key_columns if c not in columns]
+        if unknown:
+            raise FashionCLIPError(f"key column(s) {unknown} are not catalog columns")
+        self.key_columns = list(key_columns)
+        self._thumbs: OrderedDict[tuple[str, float, int], bytes] = OrderedDict()
+        self._thumbs_lock = threading.Lock()
+
+    # -- description -------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._primary.catalog
+
+    @property
+    def has_compare(self) -> bool:
+        return self._compare is not None
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs to build its page: models, size, columns, limits."""
+        catalog = self._primary.catalog
+        compare = None
+        if self._compare is not None:
+            compare = {
+                "model": self._compare.model.name,
+                "products": len(self._compare.catalog),
+                "embedding_dim": self._compare.catalog.embedding_dim,
+            }
+        return {
+            "model": self._primary.model.name,
+            "model_kind": catalog.model_identity.kind,
+            "embedding_dim": catalog.embedding_dim,
+            "products": len(catalog),
+            "columns": catalog.columns,
+            "title_column": self.title_column,
+            "key_columns": self.key_columns,
+            "compare": compare,
+            "limits": {
+                "max_k": self.limits.max_k,
+                "default_k": self.limits.default_k,
+                "max_query_chars": self.limits.max_query_chars,
+                "max_labels": self.limits.max_labels,
+                "max_upload_bytes": self.limits.max_upload_bytes,
+                "max_image_pixels": self.limits.max_image_pixels,
+            },
+        }
+
+    def ready(self) -> dict[str, Any]:
+        """Readiness: the catalogs answer (a SQLite read each) and the models are loaded."""
+        status = {"ready": True, "products": len(self._primary.catalog)}
+        if self._compare is not None:
+            status["compare_products"] = len(self._compare.catalog)
+        return status
+
+    def facets(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Per column: its most frequent values with counts (``truncated`` if there are more)."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidQueryError(f"limit must be in 1..10000, got {limit}")
+        raw = self._primary.catalog.facets(limit=limit + 1)
+        return [
+            {
+                "column": column,
+                "values": [{"value": v, "count": n} for v, n in list(values.items())[:limit]],
+                "truncated": len(values) > limit,
+            }
+            for column, values in raw.items()
+        ]
+
+    def product(self, product_id: str) -> dict[str, Any]:
+        """A product's title and metadata; ProductNotFoundError if unknown."""
+        stored = self._primary.catalog.get(self._check_id(product_id))
+        if stored is None:
+            raise ProductNotFoundError(f"no product {product_id!r} in the catalog")
+        return {
+            "id": stored.id,
+            "title": self._title(stored.id, stored.metadata),
+            "metadata": stored.metadata,
+            "has_image": stored.image is not None,
+        }
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search_text(
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        compare: bool = False,
+    ) -> SearchResponse:
+        """Products matching a text query, best first."""
+        started = time.perf_counter()
+        text = self._check_query(query)
+        k, filters_, sides = self._prepare(k, filters, compare)
+        lists = [
+            self._search_side(side, lambda m: m.encode_text(text), k, filters_) for side in sides
+        ]
+        return self._response("text", {"text": text}, k, filters_, lists, started)
+
+    def search_image(
+        self,
+        data: bytes,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        compare: bool = False,
+        filename: str | None = None,
+    ) -> SearchResponse:
+        """Products that look like an uploaded image (its bytes), best first."""
+        started = time.perf_counter()
+        k, filters_, sides = self._prepare(k, filters, compare)
+        image = self.decode_upload(data)
+        lists = [
+            self._search_side(side, lambda m: m.encode_images(image), k, filters_) for side in sides
+        ]
+        query = {"image": filename or "upload", "width": image.width, "height": image.height}
+        return self._response("image", query, k, filters_, lists, started)
+
+    def more_like_this(
+        self,
+        product_id: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        compare: bool = False,
+    ) -> SearchResponse:
+        """Products most similar to a catalog product (excluded from its own results)."""
+        started = time.perf_counter()
+        product_id = self._check_id(product_id)
+        k, filters_, sides = self._prepare(k, filters, compare)
+        lists = [self._like_side(side, product_id, k, filters_) for side in sides]
+        product = self._primary.catalog.get(product_id)
+        title = self._title(product_id, product.metadata if product else {})
+        return self._response(
+            "like", {"id": product_id, "title": title}, k, filters_, lists, started
+        )
+
+    def classify(
+        self,
+        data: bytes,
+        labels: Sequence[str],
+        *,
+        templates: Sequence[str] | None = None,
+        compare: bool = False,
+    ) -> ClassifyResponse:
+        """Zero-shot classification of an uploaded image against the given labels."""
+        started = time.perf_counter()
+        labels_ = self._check_labels(labels)
+        templates_ = self._check_templates(templates)
+        sides = self._sides(compare)
+        image = self.decode_upload(data)
+        results = []
+        for side in sides:
+
+            def work(model: Any) -> np.ndarray:
+                image_vector = np.asarray(model.encode_images(image), dtype=np.float32)
+                label_vectors = model.label_embeddings(labels_, templates_)
+                return model.label_probabilities(image_vector[None, :], label_vectors)[0]
+
+            probs, queued, ran = side.model.run(work)
+            order = np.argsort(-probs, kind="stable")
+            scores = [(labels_[int(i)], float(probs[i])) for i in order]
+            results.append(
+                Classification(
+                    side.name,
+                    side.model.name,
+                    scores[0][0],
+                    scores,
+                    Timing(queue_ms=1000 * queued, encode_ms=1000 * ran),
+                )
+            )
+        return ClassifyResponse(
+            labels_,
+            results[0],
+            results[1] if len(results) > 1 else None,
+            1000 * (time.perf_counter() - started),
+        )
+
+    # -- images ------------------------------------------------------------------------------
+
+    def decode_upload(self, data: bytes) -> Image.Image:
+        """Decode uploaded bytes safely: size limit, pixel limit (bombs), clear errors."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidQueryError("the upload must be the bytes of an image file")
+        if len(data) == 0:
+            raise InvalidQueryError("the uploaded file is empty")
+        if len(data) > self.limits.max_upload_bytes:
+            raise UploadTooLargeError(
+                f"the upload is {len(data):,} bytes; the limit is "
+                f"{self.limits.max_upload_bytes:,} bytes"
+            )
+        width, height = _declared_size(bytes(data))
+        if width * height > self.limits.max_image_pixels:
+            raise UploadTooLargeError(
+                f"the image is {width}x{height} pixels; the limit is "
+                f"{self.limits.max_image_pixels:,} pixels (decompression bomb protection)"
+            )
+        try:
+            return load_image(bytes(data), max_pixels=self.limits.max_image_pixels)
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"the upload is not a readable image: {exc}") from None
+
+    def image_path(self, product_id: str) -> Path:
+        """The image file of a catalog product: only paths the catalog recorded, by id."""
+        try:
+            path = self._primary.catalog.image_path(self._check_id(product_id))
+        except ProductNotFoundError:  # the catalog's message names its folder: keep it private
+            raise ProductNotFoundError(f"no product {product_id!r} with an image") from None
+        if not path.is_file():
+            raise ProductNotFoundError(f"the image file of product {product_id!r} is missing")
+        return path
+
+    def product_image(self, product_id: str) -> ProductImage:
+        """The picture of a product for a browser: the file itself when it is a web format
+        no larger than ``thumbnail_side``, else a JPEG thumbnail (cached)."""
+        path = self.image_path(product_id)
+        try:
+            with Image.open(path) as probe:
+                fmt, size = probe.format, probe.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            raise ProductNotFoundError(
+                f"the image of product {product_id!r} cannot be read"
+            ) from None
+        side = self.limits.thumbnail_side
+        if fmt in _WEB_FORMATS and max(size) <= side:
+            return ProductImage(_WEB_FORMATS[fmt], path=path)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime, stat.st_size)
+        with self._thumbs_lock:
+            cached = self._thumbs.get(key)
+            if cached is not None:
+                self._thumbs.move_to_end(key)
+                return ProductImage("image/jpeg", data=cached)
+        try:
+            image = load_image(path)
+        except ImageDecodeError:
+            raise ProductNotFoundError(
+                f"the image of product {product_id!r} cannot be read"
+            ) from None
+        image.thumbnail((side, side))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        data = buffer.getvalue()
+        with self._thumbs_lock:
+            self._thumbs[key] = data
+            while len(self._thumbs) > 1024:
+                self._thumbs.popitem(last=False)
+        return ProductImage("image/jpeg", data=data)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _sides(self, compare: bool) -> list[_Side]:
+        if not compare:
+            return [self._primary]
+        if self._compare is None:
+            raise InvalidQueryError(
+                "no compare model is configured (start the server with --compare-model)"
+            )
+        return [self._primary, self._compare]
+
+    def _prepare(
+        self, k: int | None, filters: Filters | None, compare: bool
+    ) -> tuple[int, dict[str, list[FilterValue]], list[_Side]]:
+        k = self._check_k(k)
+        sides = self._sides(compare)
+        return k, self._check_filters(filters, sides), sides
+
+    def _search_side(
+        self,
+        side: _Side,
+        encode: Callable[[Any], Any],
+        k: int,
+        filters: dict[str, list[FilterValue]],
+    ) -> ResultList:
+        vector, queued, encoded = side.model.run(encode)
+        began = time.perf_counter()
+        found = side.catalog.search(vector=np.asarray(vector), k=k, filters=filters or None)
+        searched = time.perf_counter() - began
+        timing = Timing(1000 * queued, 1000 * encoded, 1000 * searched)
+        return ResultList(side.name, side.model.name, self._hits(found), timing)
+
+    def _like_side(
+        self, side: _Side, product_id: str, k: int, filters: dict[str, list[FilterValue]]
+    ) -> ResultList:
+        began = time.perf_counter()
+        try:
+            found = side.catalog.more_like_this(product_id, k=k, filters=filters or None)
+        except ProductNotFoundError:
+            if side is self._primary:
+                raise ProductNotFoundError(f"no product {product_id!r} in the catalog") from None
+            return ResultList(
+                side.name,
+                side.model.name,
+                [],
+                Timing(),
+                error=f"product {product_id!r} is not in the compare catalog",
+            )
+        timing = Timing(search_ms=1000 * (time.perf_counter() - began))
+        return ResultList(side.name, side.model.name, self._hits(found), timing)
+
+    def _response(
+        self,
+        kind: str,
+        query: dict[str, Any],
+        k: int,
+        filters: dict[str, list[FilterValue]],
+        lists: list[ResultList],
+        started: float,
+    ) -> SearchResponse:
+        return SearchResponse(
+            kind,
+            query,
+            k,
+            filters,
+            lists[0],
+            lists[1] if len(lists) > 1 else None,
+            1000 * (time.perf_counter() - started),
+        )
+
+    def _hits(self, found: Sequence[SearchResult]) -> list[Hit]:
+        return [
+            Hit(r.id, self._title(r.id, r.metadata), float(r.score), dict(r.metadata))
+            for r in found
+        ]
+
+    def _title(self, product_id: str, metadata: Mapping[str, Any]) -> str:
+        if self.title_column is not None:
+            value = metadata.get(self.title_column)
+            if value not in (None, ""):
+                return str(value)
+        return product_id
+
+    # -- validation --------------------------------------------------------------------------
+
+    def _check_query(self, query: object) -> str:
+        if not isinstance(query, str):
+            raise InvalidQueryError("the query must be a string")
+        text = " ".join(query.split())
+        if not text:
+            raise InvalidQueryError("the query text is empty")
+        if len(text) > self.limits.max_query_chars:
+            raise InvalidQueryError(
+                f"the query is {len(text)} characters; the limit is {self.limits.max_query_chars}"
+            )
+        return text
+
+    def _check_k(self, k: object) -> int:
+        if k is None:
+            return self.limits.default_k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise InvalidQueryError(f"k must be an integer, got {k!r}")
+        if not 1 <= int(k) <= self.limits.max_k:
+            raise InvalidQueryError(f"k must be between 1 and {self.limits.max_k}, got {k}")
+        return int(k)
+
+    def _check_id(self, product_id: object) -> str:
+        if not isinstance(product_id, str) or not product_id:
+            raise InvalidQueryError("the product id must be a non-empty string")
+        if len(product_id) > 1024:
+            raise InvalidQueryError("the product id is longer than 1024 characters")
+        return product_id
+
+    def _check_filters(
+        self, filters: Filters | None, sides: Sequence[_Side]
+    ) -> dict[str, list[FilterValue]]:
+        if filters is None:
+            return {}
+        if not isinstance(filters, Mapping):
+            raise InvalidQueryError(
+                "filters must be an object mapping a column to a value or a list of values, "
+                'e.g. {"gender": "Women", "articleType": ["Heels", "Flats"]}'
+            )
+        checked: dict[str, list[FilterValue]] = {}
+        for column, value in filters.items():
+            if not isinstance(column, str):
+                raise InvalidQueryError(f"filter column names must be strings, got {column!r}")
+            for side in sides:
+                if column not in side.columns:
+                    where = "catalog" if side is self._primary else "compare catalog"
+                    known = ", ".join(sorted(side.columns)) or "(none)"
+                    raise InvalidQueryError(
+                        f"unknown filter column {column!r}; the {where} has: {known}"
+                    )
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not values:
+                raise InvalidQueryError(f"the filter on {column!r} lists no values")
+            if len(values) > self.limits.max_filter_values:
+                raise InvalidQueryError(
+                    f"the filter on {column!r} lists {len(values)} values; "
+                    f"the limit is {self.limits.max_filter_values}"
+                )
+            for item in values:
+                if not isinstance(item, (str, int, float, bool)) or (
+                    isinstance(item, float) and not np.isfinite(item)
+                ):
+                    raise InvalidQueryError(
+                        f"filter values must be strings or numbers; {column!r} has {item!r}"
+                    )
+            checked[column] = values
+        return checked
+
+    def _check_labels(self, labels: Sequence[str]) -> list[str]:
+        if isinstance(labels, str) or not isinstance(labels, Sequence):
+            raise InvalidQueryError("labels must be a list of strings")
+        cleaned = [" ".join(str(label).split()) for label in labels]
+        if len(cleaned) < 2:
+            raise InvalidQueryError("give at least two labels to choose from")
+        if len(cleaned) > self.limits.max_labels:
+            raise InvalidQueryError(
+                f"{len(cleaned)} labels given; the limit is {self.limits.max_labels}"
+            )
+        if any(not label for label in cleaned):
+            raise InvalidQueryError("labels must not be empty")
+        if any(len(label) > self.limits.max_label_chars for label in cleaned):
+            raise InvalidQueryError(
+                f"labels must be at most {self.limits.max_label_chars} characters"
+            )
+        if len(set(cleaned)) != len(cleaned):
+            raise InvalidQueryError("labels must be distinct")
+        return cleaned
+
+    def _check_templates(self, templates: Sequence[str] | None) -> list[str] | None:
+        if not templates:
+            return None
+        if isinstance(templates, str):
+            templates = [templates]
+        if len(templates) > self.limits.max_templates:
+            raise InvalidQueryError(
+                f"{len(templates)} templates given; the limit is {self.limits.max_templates}"
+            )
+        for template in templates:
+            if not isinstance(template, str) or template.count("{}") != 1:
+                raise InvalidQueryError(
+                    f"a template must contain '{{}}' exactly once for the label, got {template!r}"
+                )
+            if len(template) > self.limits.max_query_chars:
+                raise InvalidQueryError("a template is too long")
+            if "{" in template.replace("{}", "") or "}" in template.replace("{}", ""):
+                raise InvalidQueryError(f"a template may contain no other braces: {template!r}")
+        return list(templates)
+
+
+def _declared_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the image header, without decoding the pixels.
+
+    (0, 0) when the header is unreadable: the full decode that follows reports why.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            return probe.size
+    except Image.DecompressionBombError as exc:  # PIL's own limit, beyond ours
+        raise UploadTooLargeError(f"the image is too large to decode: {exc}") from None
+    except Exception:
+        return 0, 0

@@ -1,0 +1,239 @@
+"""The web page end to end in a real headless browser (Debian's chromium via Playwright).
+
+Starts `create_app` under uvicorn on a free loopback port, then: types a query and waits for
+the result images to load, applies a filter and sees the results change, clicks a product and
+gets similar products, searches by a dropped and by a chosen image, turns on the side-by-side
+comparison, and saves screenshots at desktop and phone width (under tmp_path, and copied to
+$FASHIONCLIP_ARTIFACTS when that is set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed (/usr/bin/chromium); `make system-deps`",
+    ),
+]
+pytest.importorskip("fastapi")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+import fashionclip  # noqa: E402
+from fashionclip.index import Catalog  # noqa: E402
+from fashionclip.models.testing import build_tiny_clip  # noqa: E402
+from fashionclip.serve import create_app  # noqa: E402
+from fashionclip.serve.compare import ensure_compare_catalog  # noqa: E402
+from test_serve_api import ServerThread, make_products  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+# The first `n` result images of each result list (one, or two side by side) have loaded;
+# images further down load lazily when scrolled to.
+IMAGES_LOADED = """(n) => {
+  const sides = [...document.querySelectorAll('#results .side')];
+  return sides.length > 0 && sides.every((side) => {
+    const imgs = [...side.querySelectorAll('.card img')].slice(0, n);
+    return imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0);
+  });
+}"""
+CARD_IDS = "() => [...document.querySelectorAll('#results .card')].map((c) => c.dataset.id)"
+
+
+def save_artifact(path: Path) -> Path:
+    target_dir = os.environ.get("FASHIONCLIP_ARTIFACTS")
+    if target_dir:
+        Path(target_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, Path(target_dir) / path.name)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_clip):
+    root = tmp_path_factory.mktemp("browser")
+    records = make_products(root / "images")
+    catalog = Catalog.create(root / "catalog", tiny_clip)
+    catalog.index(records)
+    compare_model = fashionclip.load(
+        build_tiny_clip(root / "compare-model", seed=1), device="cpu", precision="fp32"
+    )
+    compare = ensure_compare_catalog(catalog, compare_model, show_progress=False).catalog
+    app = create_app(catalog, tiny_clip, compare_model=compare_model, compare_catalog=compare)
+    with ServerThread(app) as base:
+        yield base, records
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield instance
+        instance.close()
+
+
+def watch(page, base: str) -> list[str]:
+    """Collect console errors, page errors and any request that leaves the server."""
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda res: problems.append(f"HTTP {res.status}: {res.url}") if res.status >= 400 else None,
+    )
+    page.on(
+        "request",
+        lambda req: (
+            None
+            if req.url.startswith(base) or req.url.startswith(("blob:", "data:"))
+            else problems.append(f"external request: {req.url}")
+        ),
+    )
+    return problems
+
+
+def test_search_filter_similar_image_compare(server, browser, tmp_path):
+    base, records = server
+    by_id = {r.id: r for r in records}
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems = watch(page, base)
+    page.goto(base + "/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.wait_for_selector("#filter-gender")  # filters are built from the facets
+
+    # 1. text query: results with loaded images, name, key metadata, score, latency
+    page.fill("#q", "red dress")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results .card")
+    page.wait_for_function(IMAGES_LOADED, arg=8)
+    first = page.evaluate(CARD_IDS)
+    assert len(first) == 24
+    card = page.locator("#results .card").first
+    assert card.locator(".title").inner_text().startswith("Acme ")
+    assert card.locator(".score").inner_text().startswith("score ")
+    assert "ms" in page.inner_text("#status")
+    genders = {by_id[i].metadata["gender"] for i in first}
+    assert genders == {"Men", "Women"}
+
+    # 2. filter: results change and all match
+    page.select_option("#filter-gender", "Women")
+    page.wait_for_function(
+        f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=json.dumps(first)
+    )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results .card .meta')].every("
+        "(m) => m.textContent.includes('Women')) && document.querySelectorAll('#results .card').length > 0"
+    )
+    filtered = page.evaluate(CARD_IDS)
+    assert filtered != first
+    assert {by_id[i].metadata["gender"] for i in filtered} == {"Women"}
+    page.wait_for_function(IMAGES_LOADED, arg=8)
+
+    # 3. click a product: similar products (the product itself excluded), filter kept
+    clicked = filtered[0]
+    page.locator(f"#results .card[data-id='{clicked}']").click()
+    page.wait_for_selector("#query-banner:not([hidden])")
+    assert "Similar to" in page.inner_text("#query-banner")
+    assert by_id[clicked].metadata["productDisplayName"] in page.inner_text("#query-banner")
+    page.wait_for_function(
+        f"() => !({CARD_IDS})().includes('{clicked}') && ({CARD_IDS})().length > 0"
+    )
+    similar = page.evaluate(CARD_IDS)
+    assert clicked not in similar and {by_id[i].metadata["gender"] for i in similar} == {"Women"}
+    page.wait_for_function(IMAGES_LOADED, arg=8)
+
+    # 4. drop an image (a catalog product's own picture): that product comes first
+    dropped = "p005"
+    data_transfer = page.evaluate_handle(
+        """async (id) => {
+          const blob = await (await fetch('/api/thumbnails/' + id)).blob();
+          const dt = new DataTransfer();
+          dt.items.add(new File([blob], 'dropped.png', { type: 'image/png' }));
+          return dt;
+        }""",
+        dropped,
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": data_transfer})
+    page.wait_for_function(f"() => ({CARD_IDS})()[0] === '{dropped}'")
+    assert "Searching by image" in page.inner_text("#query-banner")
+    page.wait_for_function(IMAGES_LOADED, arg=8)
+    by_image = tmp_path / "serve-desktop-image-search.png"
+    page.screenshot(path=str(by_image))
+    save_artifact(by_image)
+
+    # 5. choose an image file: same, through the file input
+    chosen = by_id["p009"]
+    page.set_input_files("#file", str(chosen.image))
+    page.wait_for_function(f"() => ({CARD_IDS})()[0] === '{chosen.id}'")
+    page.wait_for_function(IMAGES_LOADED, arg=8)
+
+    # 6. side by side with the compare model, for a text query
+    page.select_option("#filter-gender", "")
+    page.fill("#q", "blue jeans")
+    page.press("#q", "Enter")
+    page.check("#compare")
+    page.wait_for_selector("#results.compare section[data-side='compare'] .card")
+    headings = [h.lower() for h in page.locator("#results .side h2").all_inner_texts()]
+    assert len(headings) == 2 and "catalog model" in headings[0] and "compare model" in headings[1]
+    page.wait_for_function(IMAGES_LOADED, arg=8)
+
+    desktop = tmp_path / "serve-desktop.png"
+    page.screenshot(path=str(desktop), full_page=False)
+    save_artifact(desktop)
+    assert not problems, problems
+    page.close()
+
+
+def test_phone_width_layout(server, browser, tmp_path):
+    base, _ = server
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+    )
+    page = context.new_page()
+    problems = watch(page, base)
+    page.goto(base + "/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.fill("#q", "black heels")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results .card")
+    page.wait_for_function(IMAGES_LOADED, arg=4)
+    # nothing wider than the screen, and two result columns
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    columns = page.evaluate(
+        "getComputedStyle(document.querySelector('#results .grid')).gridTemplateColumns"
+    )
+    assert len(columns.split()) == 2
+    phone = tmp_path / "serve-phone.png"
+    page.screenshot(path=str(phone))
+    save_artifact(phone)
+    page.check("#compare")
+    page.wait_for_selector("#results.compare section[data-side='compare'] .card")
+    page.wait_for_function(IMAGES_LOADED, arg=2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    phone_compare = tmp_path / "serve-phone-compare.png"
+    page.screenshot(path=str(phone_compare))
+    save_artifact(phone_compare)
+    assert not problems, problems
+    context.close()
