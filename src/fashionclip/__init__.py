@@ -8,7 +8,14 @@ from fashionclip.models import FashionCLIP, ZeroShotPrediction, load
 
 __version__ = "0.1.0"
 
-__all__ = ["Catalog", "FashionCLIP", "FashionCLIPError", "ZeroShotPrediction", "__version__", "load"]
+__all__ = [
+    "Catalog",
+    "FashionCLIP",
+    "FashionCLIPError",
+    "ZeroShotPrediction",
+    "__version__",
+    "load",
+]
 
 
 def __getattr__(name: str):
