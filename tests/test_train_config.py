@@ -117,3 +117,14 @@ def test_dual_encoder_options_pass_through():
         ["model.init=dual-encoder", "data.train=x.csv", "model.dual_encoder.projection_dim=256"],
     )
     assert config.model.dual_encoder == {"projection_dim": 256}
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted(folder.glob("*.toml")) + sorted(folder.glob("*.json"))
+    assert any(p.name == "fashion-clip-mini.toml" for p in paths)
+    for path in paths:
+        config = load_train_config(path)
+        assert config.model.init

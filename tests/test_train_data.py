@@ -179,7 +179,7 @@ def test_kagl_split_parsing_and_captions(kagl_dir):
     train, val = load_pair_datasets(data, CaptionConfig(builder="kagl"), progress=False)
     assert len(train) == 64 and len(val) == 32 and not train.skipped
     dataset = PairSampleDataset(train, AugmentConfig(), seed=0)
-    image, caption, index = dataset[(0, 5)]
-    assert image.mode == "RGB" and index == 5
+    image, caption, index, view = dataset[(0, 5)]
+    assert image.mode == "RGB" and index == 5 and view == -1
     assert caption in train.captions.candidates(train.records[5])
     assert len(train.caption_candidates()) > 64

@@ -110,6 +110,12 @@ class ModelConfig:
     text_unlocked_groups: int = 0
     lock_text_projection: bool = False
     cache_locked_text: bool = True
+    #: With a fully frozen image backbone (``lock_image``, ``image_unlocked_groups = 0``): show each
+    #: image as one of this many fixed augmented views (view = epoch % K) and keep the backbone's
+    #: features of every view in memory (N x K x feature_dim floats), so that from epoch K on no
+    #: image is decoded or encoded. 0 = off. Resumed runs recompute the features, which can differ
+    #: from the first computation in the last bits.
+    cache_image_views: int = 0
 
 
 @dataclass
@@ -209,6 +215,7 @@ class TrainConfig:
             (self.model.init != "", "model.init is required (checkpoint folder or 'dual-encoder')"),
             (self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps >= 1"),
             (self.val_every_epochs >= 1, "val_every_epochs must be >= 1"),
+            (self.model.cache_image_views >= 0, "model.cache_image_views must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -323,36 +323,68 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
 class PairSampleDataset(torch.utils.data.Dataset):
     """Map-style view of a :class:`PairDataset`: key ``(epoch, index)`` -> one training sample.
 
-    A sample is ``(augmented image, caption, index)`` or ``None`` when the image cannot be decoded
-    any more (the collate function drops or replaces it and counts it).
+    A sample is ``(augmented image, caption, index, view)`` or ``None`` when the image cannot be
+    decoded any more (the collate function drops or replaces it and counts it).
+
+    With ``views = K > 0`` (frozen image backbone, features cached per view) an item shows one of
+    K fixed augmented views, view ``epoch % K``; when ``cached[index, view]`` is set its image is
+    not decoded at all (the sample's image is None) and the cached features are used instead.
+    Captions are still drawn per epoch.
     """
 
-    def __init__(self, pairs: PairDataset, augment: AugmentConfig, seed: int) -> None:
+    def __init__(
+        self,
+        pairs: PairDataset,
+        augment: AugmentConfig,
+        seed: int,
+        views: int = 0,
+        cached: torch.Tensor | None = None,
+    ) -> None:
         self.pairs = pairs
         self.augment = augment
         self.seed = seed
+        self.views = views
+        self.cached = cached
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Image.Image, str, int] | None:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Image.Image | None, str, int, int] | None:
         epoch, index = key
         rng = sample_rng(self.seed, epoch, index)
         caption = self.pairs.captions.sample(self.pairs.records[index], rng)
+        view = -1
+        if self.views > 0:
+            view = epoch % self.views
+            if self.cached is not None and bool(self.cached[index, view]):
+                return None, caption, index, view
+            rng = sample_rng(self.seed, view, index, "view")
         try:
             image = self.pairs.load(index)
         except ImageDecodeError:
             return None
-        return augment_image(image, rng, self.augment), caption, index
+        return augment_image(image, rng, self.augment), caption, index, view
 
 
 @dataclass
 class Batch:
-    pixel_values: torch.Tensor
+    """One micro-batch. ``pixel_values`` holds only the rows with ``has_pixels`` (all of them
+    unless image features are cached), or is None when every row is cached."""
+
+    pixel_values: torch.Tensor | None
     captions: list[str]
     caption_ids: torch.Tensor
     indices: list[int]
+    views: list[int]
+    has_pixels: list[bool]
     failed: int = 0
+
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader with ``pin_memory=True`` (faster copies to the GPU)."""
+        if self.pixel_values is not None:
+            self.pixel_values = self.pixel_values.pin_memory()
+        self.caption_ids = self.caption_ids.pin_memory()
+        return self
 
 
 class PairCollate:
@@ -366,7 +398,7 @@ class PairCollate:
         self.image_processor = image_processor
         self.keep_size = keep_size
 
-    def __call__(self, samples: list[tuple[Image.Image, str, int] | None]) -> Batch:
+    def __call__(self, samples: list[tuple[Image.Image | None, str, int, int] | None]) -> Batch:
         good = [s for s in samples if s is not None]
         failed = len(samples) - len(good)
         if not good:
@@ -375,12 +407,23 @@ class PairCollate:
             )
         if self.keep_size and failed:
             good = good + [good[i % len(good)] for i in range(failed)]
-        images, captions, indices = zip(*good, strict=True)
-        pixel_values = self.image_processor(images=list(images), return_tensors="pt")[
-            "pixel_values"
-        ]
+        images, captions, indices, views = zip(*good, strict=True)
+        present = [image for image in images if image is not None]
+        pixel_values = (
+            self.image_processor(images=present, return_tensors="pt")["pixel_values"]
+            if present
+            else None
+        )
         ids = torch.tensor([caption_id(c) for c in captions], dtype=torch.int64)
-        return Batch(pixel_values, list(captions), ids, list(indices), failed)
+        return Batch(
+            pixel_values,
+            list(captions),
+            ids,
+            list(indices),
+            list(views),
+            [image is not None for image in images],
+            failed,
+        )
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from fashionclip.train.distributed import (
 )
 from fashionclip.train.loss import ClipLoss, SigLipLoss, clamp_logit_scale_
 from fashionclip.train.parts import ModelParts
-from fashionclip.train.validation import validation_metrics
+from fashionclip.train.validation import metric_names, validation_metrics
 
 LOG_FILE = "log.jsonl"
 
@@ -139,30 +140,74 @@ class TextFeatureCache:
         return self.features.index_select(0, index)
 
 
+class ImageViewCache:
+    """Frozen image-backbone features per (item, view), filled as views are first seen."""
+
+    def __init__(self, num_items: int, views: int, device: torch.device) -> None:
+        self.views = views
+        self.device = device
+        self.filled = torch.zeros(num_items, views, dtype=torch.bool)
+        self.features: torch.Tensor | None = None
+
+    def store(self, indices: list[int], views: list[int], features: torch.Tensor) -> None:
+        if self.features is None:
+            shape = (*self.filled.shape, features.shape[-1])
+            self.features = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        self.features[indices, views] = features.detach().float()
+        self.filled[indices, views] = True
+
+    def gather(self, indices: list[int], views: list[int]) -> torch.Tensor:
+        return self.features[indices, views]
+
+
 # ---------------------------------------------------------------------------- forward module
 
 
 class _StepModule(nn.Module):
     """The per-micro-batch forward, as one module so that DDP sees every trainable parameter."""
 
-    def __init__(self, model, parts: ModelParts, text_cache: TextFeatureCache | None) -> None:
+    def __init__(
+        self,
+        model,
+        parts: ModelParts,
+        text_cache: TextFeatureCache | None,
+        image_cache: ImageViewCache | None = None,
+    ) -> None:
         super().__init__()
         self.inner = model.module
         self.model = [model]  # not a submodule
         self.parts = [parts]
         self.text_cache = text_cache
+        self.image_cache = image_cache
 
-    def forward(self, pixel_values: torch.Tensor, captions: list[str]):
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None,
+        captions: list[str],
+        indices: list[int] | None = None,
+        views: list[int] | None = None,
+        has_pixels: list[bool] | None = None,
+    ):
         parts = self.parts[0]
         model = self.model[0]
-        if parts.image.backbone_frozen:
+        if self.image_cache is not None:
+            if pixel_values is not None:
+                new = [i for i, present in enumerate(has_pixels) if present]
+                with torch.no_grad():
+                    features = parts.image.backbone_forward(pixel_values)
+                self.image_cache.store([indices[i] for i in new], [views[i] for i in new], features)
+            image = parts.image.head_forward(self.image_cache.gather(indices, views))
+        elif parts.image.backbone_frozen:
             with torch.no_grad():
                 image_features = parts.image.backbone_forward(pixel_values)
             image = parts.image.head_forward(image_features)
         else:
             image = parts.image_features(pixel_values)
-        unique = list(dict.fromkeys(captions))
-        inverse = torch.tensor([unique.index(c) for c in captions], device=image.device)
+        position: dict[str, int] = {}
+        for caption in captions:
+            position.setdefault(caption, len(position))
+        unique = list(position)
+        inverse = torch.tensor([position[c] for c in captions], device=image.device)
         if self.text_cache is not None:
             text = parts.text.head_forward(self.text_cache.lookup(unique))
         else:
@@ -320,6 +365,17 @@ def _release_package_towers(model, parts: ModelParts) -> None:
 # ---------------------------------------------------------------------------- validation
 
 
+def zero_shot_columns(config: TrainConfig, val: PairDataset) -> list[str]:
+    """The ``val_zero_shot`` columns that every validation record has a value for."""
+    from fashionclip.data.captions import MISSING_VALUES
+
+    return [
+        column
+        for column in config.val_zero_shot
+        if all(str(r.get(column, "")).strip().lower() not in MISSING_VALUES for r in val.records)
+    ]
+
+
 @torch.no_grad()
 def evaluate_model(
     model,
@@ -353,10 +409,8 @@ def evaluate_model(
         image_emb = np.concatenate(chunks)
         captions = val.eval_captions()
         label_sets = {}
-        for column in config.val_zero_shot:
-            truth = [str(r.get(column, "")) for r in val.records]
-            if not all(truth):
-                continue
+        for column in zero_shot_columns(config, val):
+            truth = [str(r[column]) for r in val.records]
             names = sorted(set(truth))
             prompts = [config.val_zero_shot_template.format(n) for n in names]
             label_sets[column] = (truth, prompts, names)
@@ -423,6 +477,13 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
     train_set, val_set = load_pair_datasets(config.data, config.captions, progress=show)
     data_seconds = time.perf_counter() - t_start
     steps_per_epoch = _check_sizes(config, train_set, ctx)
+    if val_set is not None:
+        names = metric_names(zero_shot_columns(config, val_set))
+        if config.best_metric not in names:
+            raise FashionCLIPError(
+                f"best_metric {config.best_metric!r} is not a validation metric; "
+                f"choose one of: {', '.join(names)}"
+            )
     total_steps = steps_per_epoch * config.epochs
     micro_per_epoch = steps_per_epoch * config.optim.accum_steps
 
@@ -504,8 +565,17 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                 f"in {time.perf_counter() - t0:.1f}s"
             )
 
+    image_cache = None
+    if mc.cache_image_views:
+        if not parts.image.backbone_frozen:
+            raise FashionCLIPError(
+                "model.cache_image_views needs a fully frozen image backbone "
+                "(model.lock_image = true, model.image_unlocked_groups = 0)"
+            )
+        image_cache = ImageViewCache(len(train_set), mc.cache_image_views, device)
+
     optimizer = build_optimizer(parts, config)
-    step_module = _StepModule(model, parts, text_cache)
+    step_module = _StepModule(model, parts, text_cache, image_cache)
     forward: nn.Module = step_module
     if ctx.enabled:
         forward = nn.parallel.DistributedDataParallel(
@@ -565,8 +635,6 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
         tmp = output_dir / "last.tmp"
         if ctx.is_main:
             if tmp.exists():
-                import shutil
-
                 shutil.rmtree(tmp)
             ckpt.save_model(model, tmp)
         barrier(ctx)
@@ -604,7 +672,13 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
         barrier(ctx)
 
     collate = PairCollate(model.image_processor, keep_size=ctx.enabled)
-    dataset = PairSampleDataset(train_set, config.augment, config.seed)
+    dataset = PairSampleDataset(
+        train_set,
+        config.augment,
+        config.seed,
+        views=mc.cache_image_views,
+        cached=image_cache.filled if image_cache is not None else None,
+    )
     local_batch = config.batch_size // ctx.world_size
     accum = config.optim.accum_steps
     opt = config.optim
@@ -634,6 +708,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
             num_workers=config.data.num_workers,
             generator=torch.Generator(),
             persistent_workers=False,
+            pin_memory=device.type == "cuda",
         )
         bar = tqdm(
             total=micro_per_epoch,
@@ -647,15 +722,19 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
         tick = time.perf_counter()
         for batch in loader:
             failed_total += batch.failed
-            pixels = batch.pixel_values.to(device, non_blocking=True)
-            if device.type == "cpu":
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            pixels = batch.pixel_values
+            if pixels is not None:
+                pixels = pixels.to(device, non_blocking=True)
+                if device.type == "cpu":
+                    pixels = pixels.contiguous(memory_format=torch.channels_last)
             labels = batch.caption_ids.to(device) if config.loss.caption_positives else None
             last_micro = (micro + 1) % accum == 0
             sync = nullcontext() if (last_micro or not ctx.enabled) else forward.no_sync()
             with sync:
                 with _autocast(precision, device):
-                    image, text, scale, bias = forward(pixels, batch.captions)
+                    image, text, scale, bias = forward(
+                        pixels, batch.captions, batch.indices, batch.views, batch.has_pixels
+                    )
                 if kind == "siglip":
                     loss = loss_fn(image, text, scale, bias, labels=labels)
                 else:
@@ -687,7 +766,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                 if show:
                     bar.set_postfix(
                         loss=f"{running_loss / running_n:.4f}",
-                        lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                        lr=f"{opt.lr * factor:.2e}",
                         sps=f"{sps:.1f}",
                     )
                 if (
@@ -702,7 +781,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                             "epoch": epoch + 1,
                             "step": global_step,
                             "loss": running_loss / running_n,
-                            "lr": optimizer.param_groups[0]["lr"],
+                            "lr": opt.lr * factor,
                             "logit_scale": float(parts.logit_scale.detach().exp())
                             if parts.logit_scale is not None
                             else None,
@@ -739,7 +818,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
         )
         is_best = False
         if validate:
-            metrics = None
+            error = None
             if ctx.is_main:
                 t0 = time.perf_counter()
                 metrics = evaluate_model(model, parts, val_set, config, text_cache, precision)
@@ -749,28 +828,27 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                 _append_log(log_path, row)
                 value = metrics.get(config.best_metric)
                 if value is None:
-                    raise FashionCLIPError(
+                    error = (
                         f"best_metric {config.best_metric!r} is not a validation metric; "
                         f"available: {sorted(metrics)}"
                     )
-                better = (
+                elif (
                     best_value is None
                     or (config.best_mode == "max" and value > best_value)
                     or (config.best_mode == "min" and value < best_value)
-                )
-                if better:
+                ):
                     best_value, best_epoch, is_best = float(value), epoch, True
                 if show:
                     best_mark = " (best)" if is_best else ""
                     tqdm.write(f"epoch {epoch}: {_summary(metrics)}{best_mark}")
-            history, best_value, best_epoch, is_best = broadcast_object(
-                ctx, (history, best_value, best_epoch, is_best)
+            history, best_value, best_epoch, is_best, error = broadcast_object(
+                ctx, (history, best_value, best_epoch, is_best, error)
             )
+            if error:
+                raise FashionCLIPError(error)
         if is_best and ctx.is_main:
             best_tmp = output_dir / "best.tmp"
             if best_tmp.exists():
-                import shutil
-
                 shutil.rmtree(best_tmp)
             ckpt.save_model(model, best_tmp)
             (best_tmp / "metrics.json").write_text(json.dumps(history[-1], indent=2) + "\n")

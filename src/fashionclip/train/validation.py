@@ -17,6 +17,15 @@ import numpy as np
 RECALL_KS = (1, 5, 10)
 
 
+def metric_names(zero_shot_columns: Sequence[str] = (), prefix: str = "val/") -> list[str]:
+    """Names of the metrics :func:`validation_metrics` returns (to check ``best_metric`` early)."""
+    names = [f"{prefix}{d}_recall@{k}" for d in ("t2i", "i2t") for k in RECALL_KS]
+    names.append(f"{prefix}mean_recall")
+    for column in zero_shot_columns:
+        names += [f"{prefix}zs_{column}_accuracy", f"{prefix}zs_{column}_weighted_f1"]
+    return [*names, f"{prefix}n_images"]
+
+
 def validation_metrics(
     image_emb: np.ndarray,
     captions: Sequence[str],
