@@ -200,3 +200,42 @@ def test_cached_image_views_skip_decoding_and_match_uncached(
         assert torch.allclose(a[key], b[key], atol=1e-5), key
     with pytest.raises(FashionCLIPError, match="fully frozen image backbone"):
         train(_config(tmp_path / "c", tiny_model_dirs["clip"], pairs, "model.cache_image_views=2"))
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(
+    tmp_path, tiny_model_dirs, pairs, monkeypatch
+):
+    """Ctrl-C after step 5 with a checkpoint every 3 steps: the next run restarts at step 3, drops
+    the interrupted run's later log rows, and ends with the same weights as an uninterrupted run."""
+    from fashionclip.train import loop
+
+    extra = ("model.lock_text=true", "save_every_steps=3")
+    straight = train(_config(tmp_path / "a", tiny_model_dirs["clip"], pairs, *extra))
+
+    calls = {"n": 0}
+    original = loop.clamp_logit_scale_
+
+    def interrupt_at_step_5(param):
+        original(param)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "clamp_logit_scale_", interrupt_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path / "b", tiny_model_dirs["clip"], pairs, *extra))
+    monkeypatch.setattr(loop, "clamp_logit_scale_", original)
+    log_path = tmp_path / "b" / "run" / "log.jsonl"
+    assert max(json.loads(x).get("step", 0) for x in log_path.read_text().splitlines()) == 4
+
+    resumed = train(
+        _config(tmp_path / "b", tiny_model_dirs["clip"], pairs, *extra, "optim.lr=2e-3")
+    )
+    rows = [json.loads(x) for x in log_path.read_text().splitlines()]
+    resume_row = next(r for r in rows if r["type"] == "resume")
+    assert resume_row["step"] == 3 and resume_row["changed"] == ["optim.lr"]
+    steps = [r["step"] for r in rows if r["type"] == "train"]
+    assert steps == list(range(1, 11))  # rows 4 of the interrupted run were dropped, no duplicates
+    a, b = state_dict(straight.last_checkpoint), state_dict(resumed.last_checkpoint)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

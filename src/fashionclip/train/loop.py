@@ -442,6 +442,51 @@ def _text_embeddings(model, parts, texts, text_cache, precision, config) -> np.n
     return np.concatenate(chunks)
 
 
+#: Settings that may change between a run and its resumption without a warning.
+_RESUME_FREE = {
+    "resume",
+    "stop_after_steps",
+    "progress",
+    "num_threads",
+    "log_every_steps",
+    "save_every_steps",
+    "eval_batch_size",
+    "device",
+    "data.num_workers",
+}
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "dual_encoder":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Config keys whose value differs from the checkpoint's (ignoring run-control keys)."""
+    old, new = _flatten(saved), _flatten(current)
+    return sorted(k for k in new if k not in _RESUME_FREE and k in old and old[k] != new[k])
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from (by the interrupted run)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the interruption
+        if row.get("type") in ("start", "resume") or row.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
 def _summary(metrics: dict[str, float]) -> str:
     return ", ".join(
         f"{k.removeprefix('val/')}={v:.4f}"
@@ -626,7 +671,22 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                 },
             )
         else:
-            _append_log(log_path, {"type": "resume", "step": global_step, "from": str(resume_from)})
+            _truncate_log(log_path, global_step)
+            changed = _changed_settings(state.get("config") or {}, config.to_dict())
+            _append_log(
+                log_path,
+                {
+                    "type": "resume",
+                    "step": global_step,
+                    "from": str(resume_from),
+                    "changed": changed,
+                },
+            )
+            if changed and show:
+                tqdm.write(
+                    "resuming with changed settings: " + ", ".join(changed) + " (the optimizer "
+                    "keeps the checkpoint's learning rates and hyper-parameters)"
+                )
         if train_set.skipped:
             tqdm.write(f"skipped training rows: {train_set.skipped}")
 
@@ -649,6 +709,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
                 "best_epoch": best_epoch,
                 "history": history,
                 "world_size": ctx.world_size,
+                "config": config.to_dict(),
             },
             optimizer,
             ctx.rank,
