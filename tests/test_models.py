@@ -198,3 +198,14 @@ def test_bf16_autocast_stays_close_to_fp32(tiny_clip_dir, product_images):
     assert exact.identity.fingerprint == fast.identity.fingerprint
     with pytest.raises(FashionCLIPError, match="precision"):
         fashionclip.load(tiny_clip_dir, precision="int3")
+
+
+def test_save_pretrained_dual_encoder_round_trip(tiny_model_dirs, product_images, tmp_path):
+    model = fashionclip.load(
+        tiny_model_dirs["fashionclip-dual-encoder"], device="cpu", precision="fp32"
+    )
+    before = model.encode_images(product_images)
+    model.save_pretrained(tmp_path / "saved")
+    again = fashionclip.load(tmp_path / "saved", device="cpu", precision="fp32")
+    np.testing.assert_allclose(again.encode_images(product_images), before, atol=1e-5)
+    np.testing.assert_allclose(model.encode_images(product_images), before, atol=1e-6)

@@ -394,13 +394,24 @@ class FashionCLIP:
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write the whole model folder (weights as safetensors, tokenizer, processor)."""
-        os.makedirs(folder, exist_ok=True)
-        module = self.module
         if self.dtype != torch.float32:
             raise FashionCLIPError(
                 "save a float32 model (load it with precision='fp32' to save it)"
             )
-        module.to(memory_format=torch.contiguous_format).save_pretrained(folder)
+        os.makedirs(folder, exist_ok=True)
+        if self.kind == "fashionclip-dual-encoder":
+            self.module.save_pretrained(
+                folder, tokenizer=self.tokenizer, image_processor=self.image_processor
+            )
+            return
+        # safetensors needs contiguous tensors; Module.to works in place, so restore afterwards.
+        channels_last = self.device.type == "cpu"
+        self.module.to(memory_format=torch.contiguous_format)
+        try:
+            self.module.save_pretrained(folder)
+        finally:
+            if channels_last:
+                self.module.to(memory_format=torch.channels_last)
         self.tokenizer.save_pretrained(folder)
         self.image_processor.save_pretrained(folder)
 
