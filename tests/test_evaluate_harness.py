@@ -13,11 +13,11 @@ from PIL import Image
 from sklearn.metrics import f1_score
 
 from fashionclip.cli import main
+from fashionclip.data.kagl import read_kagl_styles
 from fashionclip.errors import FashionCLIPError
 from fashionclip.evaluate.datasets import (
     load_fashion_mnist,
     load_kagl,
-    read_kagl_styles,
     write_idx_gz,
 )
 from fashionclip.evaluate.runner import EvaluationConfig, run_evaluation
@@ -89,7 +89,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
 
 
 def test_loaders(fake_data: Path) -> None:
-    rows = read_kagl_styles(fake_data / "kagl" / "styles.csv")
+    rows = read_kagl_styles(fake_data / "kagl").rows
     assert rows["1002"]["productDisplayName"] == "Brand Women, Red Watches, limited"
     test = load_kagl("test", fake_data)
     assert len(test) == 30 and test.image_paths[0].name == "1000.jpg"

@@ -2,7 +2,8 @@
 
 KAGL (Fashion Product Images, small) lives in ``<data>/kagl``: ``styles.csv`` (22 malformed lines
 whose product name holds unquoted commas; we parse every line with ``line.split(',', 9)``, so the
-name keeps its commas), ``images/<id>.jpg`` and ``splits.csv`` (id, split, image_sha256).
+name keeps its commas), ``images/<id>.jpg`` and ``splits.csv`` (id, split, image_sha256); both
+tables are read by :mod:`fashionclip.data.kagl`.
 Fashion-MNIST lives in ``<data>/fashion_mnist`` as the official gzip IDX files.
 
 The data folder is ``$FASHIONCLIP_DATA_DIR`` or ``../shared/data`` next to the repository.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import struct
 from collections import Counter
 from collections.abc import Sequence
@@ -22,20 +22,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fashionclip.data.kagl import (
+    KAGL_COLUMNS,
+    default_data_dir,
+    read_kagl_splits,
+    read_kagl_styles,
+)
 from fashionclip.errors import FashionCLIPError
 
-KAGL_COLUMNS = (
-    "id",
-    "gender",
-    "masterCategory",
-    "subCategory",
-    "articleType",
-    "baseColour",
-    "season",
-    "year",
-    "usage",
-    "productDisplayName",
-)
 #: Attributes scored by zero-shot classification and linear probes (the FashionCLIP paper's set).
 KAGL_ATTRIBUTES = ("articleType", "subCategory", "masterCategory", "baseColour", "gender", "usage")
 
@@ -52,14 +46,6 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-
-
-def default_data_dir() -> Path:
-    """``$FASHIONCLIP_DATA_DIR`` if set, else ``<repo>/../shared/data``."""
-    env = os.environ.get("FASHIONCLIP_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,50 +99,18 @@ class KaglSplit:
         return " ".join(p for p in parts if p)
 
 
-def read_kagl_styles(path: Path) -> dict[str, dict[str, str]]:
-    """Rows of ``styles.csv`` by id. Every line is split on its first 9 commas."""
-    if not path.is_file():
-        raise FashionCLIPError(f"KAGL styles table not found: {path}")
-    rows: dict[str, dict[str, str]] = {}
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().strip().split(",")
-        if tuple(header) != KAGL_COLUMNS:
-            raise FashionCLIPError(f"{path}: unexpected header {header}")
-        for line in handle:
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            fields = line.split(",", 9)
-            if len(fields) != 10:
-                continue  # too few fields: nothing sensible to read
-            rows[fields[0]] = dict(zip(KAGL_COLUMNS, fields, strict=True))
-    return rows
-
-
 def load_kagl(split: str = "test", data_dir: Path | str | None = None) -> KaglSplit:
     """Load one split (train / val / test) of the canonical KAGL split."""
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     kagl = root / "kagl"
-    splits_path = kagl / "splits.csv"
-    if not splits_path.is_file():
-        raise FashionCLIPError(
-            f"KAGL split table not found: {splits_path} "
-            "(set FASHIONCLIP_DATA_DIR or pass --data-dir to the folder holding kagl/)"
-        )
-    styles = read_kagl_styles(kagl / "styles.csv")
-    ids: list[str] = []
-    shas: list[str] = []
-    with open(splits_path, encoding="utf-8") as handle:
-        header = handle.readline().strip().split(",")
-        if header != ["id", "split", "image_sha256"]:
-            raise FashionCLIPError(f"{splits_path}: unexpected header {header}")
-        for line in handle:
-            fields = line.strip().split(",")
-            if len(fields) == 3 and fields[1] == split:
-                ids.append(fields[0])
-                shas.append(fields[2])
+    splits = read_kagl_splits(
+        kagl, hint=" (set FASHIONCLIP_DATA_DIR or pass --data-dir to the folder holding kagl/)"
+    )
+    styles = read_kagl_styles(kagl).rows
+    ids = splits.ids(split)
     if not ids:
-        raise FashionCLIPError(f"{splits_path}: no products in split {split!r}")
+        raise FashionCLIPError(f"{splits.path}: no products in split {split!r}")
+    shas = [splits.entries[i][1] for i in ids]
     missing = [i for i in ids if i not in styles]
     if missing:
         raise FashionCLIPError(

@@ -34,29 +34,14 @@ from fashionclip.data.captions import (
     sample_rng,
 )
 from fashionclip.data.images import load_image
+from fashionclip.data.kagl import (
+    default_data_dir,  # noqa: F401  (re-exported: benchmarks use it)
+    kagl_dir_default,
+    read_kagl_splits,
+    read_kagl_styles,
+)
 from fashionclip.errors import FashionCLIPError, ImageDecodeError
 from fashionclip.train.config import AugmentConfig, CaptionConfig, DataConfig
-
-KAGL_COLUMNS = (
-    "id",
-    "gender",
-    "masterCategory",
-    "subCategory",
-    "articleType",
-    "baseColour",
-    "season",
-    "year",
-    "usage",
-    "productDisplayName",
-)
-
-
-def default_data_dir() -> Path:
-    """``$FASHIONCLIP_DATA_DIR`` or ``../shared/data`` next to the repository."""
-    env = os.environ.get("FASHIONCLIP_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 @dataclass
@@ -102,7 +87,7 @@ def load_pair_datasets(
     """Read, validate and (optionally) cache the training and validation sets."""
     builder = build_caption_builder(captions, data)
     if data.source == "kagl":
-        kagl_dir = Path(data.kagl_dir) if data.kagl_dir else default_data_dir() / "kagl"
+        kagl_dir = Path(data.kagl_dir) if data.kagl_dir else kagl_dir_default()
         train_rows = read_kagl_split(kagl_dir, data.train_split)
         val_rows = read_kagl_split(kagl_dir, data.val_split) if data.val_split else None
         train_name = f"KAGL {data.train_split}"
@@ -197,38 +182,19 @@ def read_pairs_table(
 
 
 def read_kagl_split(kagl_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:
-    """KAGL rows of one canonical split (styles.csv parsed with ``line.split(',', 9)``)."""
+    """KAGL rows of one canonical split, sorted by id, each with ``_image`` set."""
     kagl_dir = Path(kagl_dir)
-    styles_path, splits_path = kagl_dir / "styles.csv", kagl_dir / "splits.csv"
-    for p in (styles_path, splits_path):
-        if not p.is_file():
-            raise FashionCLIPError(f"KAGL file not found: {p} (set data.kagl_dir)")
-    wanted: set[str] = set()
-    known_splits: set[str] = set()
-    with open(splits_path, encoding="utf-8") as handle:
-        header = handle.readline().strip().split(",")
-        if header[:2] != ["id", "split"]:
-            raise FashionCLIPError(f"{splits_path}: expected columns id,split,... got {header}")
-        for line in handle:
-            parts = line.rstrip("\n").split(",")
-            if len(parts) >= 2:
-                known_splits.add(parts[1])
-                if parts[1] == split:
-                    wanted.add(parts[0])
-    if split not in known_splits:
+    splits = read_kagl_splits(kagl_dir, hint=" (set data.kagl_dir)")
+    if split not in splits.names():
         raise FashionCLIPError(
-            f"KAGL split {split!r} not in {splits_path}; splits are {sorted(known_splits)}"
+            f"KAGL split {split!r} not in {splits.path}; splits are {splits.names()}"
         )
-    rows = []
-    with open(styles_path, encoding="utf-8") as handle:
-        handle.readline()
-        for line in handle:
-            parts = line.rstrip("\r\n").split(",", 9)
-            if len(parts) != 10 or parts[0] not in wanted:
-                continue
-            record = dict(zip(KAGL_COLUMNS, parts, strict=True))
-            record["_image"] = str(kagl_dir / "images" / f"{parts[0]}.jpg")
-            rows.append(record)
+    styles = read_kagl_styles(kagl_dir, hint=" (set data.kagl_dir)").rows
+    rows = [
+        {**styles[i], "_image": str(kagl_dir / "images" / f"{i}.jpg")}
+        for i in splits.ids(split)
+        if i in styles
+    ]
     rows.sort(key=lambda r: int(r["id"]) if r["id"].isdigit() else r["id"])
     return rows
 
