@@ -321,7 +321,9 @@ class FashionCLIP:
             disable=not show_progress,
         ):
             tokens = {k: v.to(self.device) for k, v in self.tokenize(chunk).items()}
-            with torch.inference_mode(), self._autocast():
+            # bf16 pays off for batches, not for one short query (measured on CPU: a single
+            # query took 19 ms in bf16 vs 11 ms in fp32), so small text batches stay in fp32.
+            with torch.inference_mode(), self._autocast(enabled=len(chunk) >= 32):
                 vectors = self.text_embeddings(tokens)
             chunks.append(_normalise(vectors))
         dim = chunks[0].shape[1] if chunks else 0
@@ -337,8 +339,8 @@ class FashionCLIP:
             vectors = self.image_embeddings(pixels)
         return _normalise(vectors)
 
-    def _autocast(self):
-        if self.precision == "bf16":
+    def _autocast(self, enabled: bool = True):
+        if enabled and self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
