@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
 import fashionclip
+from fashionclip.data.kagl import read_kagl_splits, read_kagl_styles
 from fashionclip.models.loading import DEFAULT_MODEL, default_model_path
 
 pytestmark = pytest.mark.skipif(default_model_path() is None, reason="default model not installed")
@@ -27,17 +26,13 @@ def test_loads_offline_without_arguments(default_model):
 
 
 def test_zero_shot_on_real_test_images(default_model, kagl_dir):
-    test_ids = {
-        row["id"] for row in csv.DictReader(open(kagl_dir / "splits.csv")) if row["split"] == "test"
-    }
+    styles = read_kagl_styles(kagl_dir)
+    test_ids = read_kagl_splits(kagl_dir).ids("test")
     by_type: dict[str, list[str]] = {t: [] for t in TYPES}
-    with open(kagl_dir / "styles.csv") as handle:
-        header = handle.readline().strip().split(",")
-        for line in handle:
-            row = dict(zip(header, line.rstrip("\n").split(",", 9), strict=False))
-            if row["id"] in test_ids and row.get("articleType") in by_type:
-                if len(by_type[row["articleType"]]) < 15:
-                    by_type[row["articleType"]].append(row["id"])
+    for product_id in sorted(test_ids, key=int):
+        kind = styles.rows[product_id].get("articleType")
+        if kind in by_type and len(by_type[kind]) < 15:
+            by_type[kind].append(product_id)
     paths = [kagl_dir / "images" / f"{i}.jpg" for t in TYPES for i in by_type[t]]
     truth = [t for t in TYPES for _ in by_type[t]]
     predictions = default_model.zero_shot_classification(paths, TYPES)
