@@ -14,22 +14,29 @@ from fashionclip.train import load_train_config, train
 from test_train_support import base_overrides, make_pairs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all bound at once, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
-def _worker(rank: int, world_size: int, port: int, runs: dict[str, list[str]], out: str) -> None:
+def _worker(
+    rank: int, world_size: int, ports: list[int], runs: dict[str, list[str]], out: str
+) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1", RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
     )
     torch.set_num_threads(1)
-    for name, overrides in runs.items():  # one process group per run, same processes
+    # One process group per run, same processes. Each group gets its own rendezvous port:
+    # re-using the port of the group just destroyed can hang while its store shuts down.
+    for port, (name, overrides) in zip(ports, runs.items(), strict=True):
+        os.environ["MASTER_PORT"] = str(port)
         result = train(load_train_config(None, overrides))
         state = {
             k: v.detach().contiguous().clone() for k, v in result.model.module.state_dict().items()
@@ -44,7 +51,8 @@ def test_two_cpu_processes_match_each_other_and_a_single_process(tmp_path, tiny_
         name: [*common, f"loss.local_loss={local}", f"output_dir={tmp_path / name}"]
         for name, local in (("global", "false"), ("local", "true"))
     }
-    mp.spawn(_worker, args=(2, _free_port(), runs, str(tmp_path)), nprocs=2, join=True)
+    ports = _free_ports(len(runs))
+    mp.spawn(_worker, args=(2, ports, runs, str(tmp_path)), nprocs=2, join=True)
     single = train(load_train_config(None, [*common, f"output_dir={tmp_path / 'single'}"]))
     reference = single.model.module.state_dict()
     initial = load_file(str(tiny_model_dirs["clip"] / "model.safetensors"))
