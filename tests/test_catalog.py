@@ -344,7 +344,9 @@ def test_kill_9_mid_index_then_rerun(tmp_path, tiny_clip, tiny_clip_dir):
 
     cat = Catalog.open(tmp_path / "cat", tiny_clip)
     done = len(cat)
-    assert 8 <= done < 60 and done % 4 == 0  # only whole committed batches
+    # Two segment files on disk mean at least one committed batch: the second file may be an
+    # orphan if the kill came between its rename and its commit (it is swept on open).
+    assert 4 <= done < 60 and done % 4 == 0  # only whole committed batches
     assert len(cat.search("shirt", k=100)) == done
     report = cat.index(read_image_folder(tmp_path / "img"))
     assert report.added == 60 - done and report.unchanged == done and len(cat) == 60
