@@ -279,3 +279,16 @@ def test_real_data_quick_run(tiny_model_path: Path, tmp_path: Path) -> None:
     # BM25 with the product's own name as the query is near perfect; random is near chance.
     assert values[("bm25", "retrieval", "kagl-test/text-to-image", "recall@10")] > 0.9
     assert values[("random", "retrieval", "kagl-test/text-to-image", "recall@10")] < 0.3
+
+
+def test_cli_json_output(fake_data: Path, tiny_model_path: Path, tmp_path: Path, capsys) -> None:
+    rc = main(
+        ["evaluate", "--model", str(tiny_model_path), "--out", str(tmp_path / "eval"),
+         "--data-dir", str(fake_data), "--min-class-size", "3", "--tasks", "retrieval",
+         "--no-plots", "--quiet", "--json"]
+    )  # fmt: skip
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    on_disk = json.loads((tmp_path / "eval" / "results.json").read_text())["records"]
+    assert printed["records"] == on_disk
+    assert printed["seconds"] > 0

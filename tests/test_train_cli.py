@@ -90,3 +90,37 @@ def test_train_on_64_kagl_images(tmp_path, kagl_dir, tiny_model_dirs):
     assert last["val/n_images"] == 32
     start = json.loads(result.log_path.read_text().splitlines()[0])
     assert start["cached_captions"] > 64  # varied captions: several per product
+
+
+def test_cli_train_json_summary(tmp_path, tiny_model_dirs, capsys):
+    train_csv, val_csv = make_pairs(tmp_path / "data", n=16, n_val=8)
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps(
+            {
+                "epochs": 1,
+                "batch_size": 8,
+                "num_threads": 1,
+                "device": "cpu",
+                "val_zero_shot": [],
+                "model": {"init": str(tiny_model_dirs["clip"])},
+                "data": {"train": str(train_csv), "val": str(val_csv)},
+            }
+        )
+    )
+    code = main(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--quiet",
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["finished"] is True and summary["global_step"] == 2
+    assert summary["last_validation"]["val/n_images"] == 8
+    assert summary["last_checkpoint"].endswith("last")

@@ -6,6 +6,7 @@ User errors (FashionCLIPError) print one line on stderr and exit with status 2, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -256,6 +257,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         command=shlex.join(["fashionclip", *sys.argv[1:]]),
     )
     run = run_evaluation(config, log=None if args.quiet else stderr_log)
+    if args.json:
+        _print_json(
+            {
+                "results": run.results_path,
+                "report": run.report_path,
+                "plots": [str(p) for p in run.plots],
+                "seconds": run.seconds,
+                "records": [dataclasses.asdict(record) for record in run.records],
+            }
+        )
+        return 0
     print(f"results: {run.results_path}")
     print(f"report:  {run.report_path}")
     print(f"plots:   {len(run.plots)} PNG file(s) in {run.out_dir / 'plots'}")
@@ -276,6 +288,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append("progress=false")
     result = train(load_train_config(args.config, overrides))
     if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        _print_json(
+            {
+                "finished": result.finished,
+                "global_step": result.global_step,
+                "total_steps": result.total_steps,
+                "epochs_completed": result.epochs_completed,
+                "samples_per_second": result.samples_per_second,
+                "train_size": result.train_size,
+                "val_size": result.val_size,
+                "skipped_train": result.skipped_train,
+                "skipped_val": result.skipped_val,
+                "best_checkpoint": result.best_checkpoint,
+                "best_metric": result.best_metric,
+                "best_epoch": result.best_epoch,
+                "last_checkpoint": result.last_checkpoint,
+                "log": result.log_path,
+                "last_validation": next(
+                    (row for row in reversed(result.history) if row.get("type") == "val"), None
+                ),
+            }
+        )
         return 0
     status = "finished" if result.finished else "stopped (run the same command to resume)"
     print(
@@ -489,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-baselines", action="store_true", help="models only")
     evaluate.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
+    evaluate.add_argument(
+        "--json", action="store_true", help="print every result record as JSON at the end"
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     train = commands.add_parser(
@@ -507,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--output-dir", default=None, help="override output_dir")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--json", action="store_true", help="print the run's summary as JSON at the end"
+    )
     train.set_defaults(handler=_cmd_train)
 
     serve = commands.add_parser(
