@@ -113,6 +113,14 @@ def _wordpiece_tokenizer(folder: Path, max_length: int, *, cls_sep: bool = True)
     return tokenizer
 
 
+#: Layer sizes shared by every tiny transformer tower (text or vision).
+TINY_TRANSFORMER = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
+)
+#: A tiny vision tower: 32 px images in 8 px patches.
+TINY_VISION = dict(TINY_TRANSFORMER, image_size=32, patch_size=8)
+
+
 def build_tiny_clip(path: str | Path, seed: int = 0, embed_dim: int = 32) -> Path:
     """A random CLIPModel (ViT 32px, 2 layers) with a real BPE tokenizer, saved at ``path``."""
     from transformers import CLIPConfig, CLIPModel
@@ -124,24 +132,14 @@ def build_tiny_clip(path: str | Path, seed: int = 0, embed_dim: int = 32) -> Pat
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(
+            TINY_TRANSFORMER,
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
             max_position_embeddings=32,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision_config=dict(TINY_VISION),
         projection_dim=embed_dim,
     )
     CLIPModel(config).eval().save_pretrained(folder)
@@ -162,24 +160,14 @@ def build_tiny_siglip(path: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = SiglipConfig(
         text_config=dict(
+            TINY_TRANSFORMER,
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
             max_position_embeddings=16,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=None,
             eos_token_id=None,
         ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision_config=dict(TINY_VISION),
     )
     SiglipModel(config).eval().save_pretrained(folder)
     SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
@@ -200,22 +188,8 @@ def build_tiny_vision_text_dual_encoder(path: str | Path, seed: int = 0) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = _wordpiece_tokenizer(folder, max_length=32)
     torch.manual_seed(seed)
-    vision = ViTConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    text = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-    )
+    vision = ViTConfig(**TINY_VISION)
+    text = BertConfig(**TINY_TRANSFORMER, vocab_size=len(tokenizer), max_position_embeddings=32)
     config = VisionTextDualEncoderConfig.from_vision_text_configs(vision, text, projection_dim=24)
     VisionTextDualEncoderModel(config).eval().save_pretrained(folder)
     ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
