@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KAGL ?= ../shared/data/kagl
 CATALOG ?= runs/kagl-test
+# What `make demo` indexes: any CSV/Parquet table or image folder; IDS selects a subset (or IDS=).
+SOURCE ?= $(KAGL)/styles.csv
+IDS ?= --ids-file $(KAGL)/splits.csv --ids-where split=test
+FILTER ?= --filter gender=Men
 MODEL ?=
 MODEL_FLAG := $(if $(MODEL),--model $(MODEL),)
 
@@ -27,10 +31,9 @@ system-deps:
 	  else echo "chromium is missing: sudo apt-get install chromium (the browser test will be skipped)"; fi; }
 
 demo: setup
-	$(BIN)/fashionclip index --catalog $(CATALOG) $(MODEL_FLAG) $(KAGL)/styles.csv \
-	    --ids-file $(KAGL)/splits.csv --ids-where split=test
+	$(BIN)/fashionclip index --catalog $(CATALOG) $(MODEL_FLAG) $(SOURCE) $(IDS)
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "red dress"
-	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 --filter gender=Men "running shoes"
+	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 $(FILTER) "running shoes"
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "black leather handbag"
 
 lint: setup
