@@ -142,21 +142,35 @@ def _load_folder(
 
         module, processor, tokenizer = load_dual_encoder(path)
         max_length = min(int(getattr(tokenizer, "model_max_length", 128)), 128)
-        return FashionCLIP(
-            module,
-            processor,
-            tokenizer,
-            name=name,
-            kind=kind,
-            device=device,
-            max_text_length=max_length,
-            precision=precision,
-        )
-    if kind not in HF_KINDS:
+        padding = "longest"
+    elif kind in HF_KINDS:
+        module, processor, tokenizer = _load_transformers(path, allow_pickle)
+        text_config = getattr(module.config, "text_config", None)
+        positions = int(getattr(text_config, "max_position_embeddings", 77))
+        tokenizer_max = int(getattr(tokenizer, "model_max_length", positions))
+        max_length = min(positions, tokenizer_max) if tokenizer_max < 1_000_000 else positions
+        tokenizer.model_max_length = max_length  # a saved CLIP tokenizer may say 1e30
+        padding = "max_length" if kind == "siglip" else "longest"  # SigLIP pools the last token
+    else:
         supported = ", ".join(sorted(HF_KINDS | {OWN_KIND}))
         raise ModelNotFoundError(
             f"{path}: unsupported model_type {kind!r}; supported kinds: {supported}"
         )
+    return FashionCLIP(
+        module,
+        processor,
+        tokenizer,
+        name=name,
+        kind=kind,
+        device=device,
+        text_padding=padding,
+        max_text_length=max_length,
+        precision=precision,
+    )
+
+
+def _load_transformers(path: Path, allow_pickle: bool):
+    """Module, image processor and tokenizer of a transformers checkpoint folder."""
     use_safetensors = _check_weights(path, allow_pickle)
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -171,20 +185,4 @@ def _load_folder(
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
-    text_config = getattr(module.config, "text_config", None)
-    positions = int(getattr(text_config, "max_position_embeddings", 77))
-    tokenizer_max = int(getattr(tokenizer, "model_max_length", positions))
-    max_length = min(positions, tokenizer_max) if tokenizer_max < 1_000_000 else positions
-    tokenizer.model_max_length = max_length  # a saved CLIP tokenizer may say 1e30
-    padding = "max_length" if kind == "siglip" else "longest"
-    return FashionCLIP(
-        module,
-        processor,
-        tokenizer,
-        name=name,
-        kind=kind,
-        device=device,
-        text_padding=padding,
-        max_text_length=max_length,
-        precision=precision,
-    )
+    return module, processor, tokenizer
