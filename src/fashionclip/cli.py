@@ -90,22 +90,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_classify(args: argparse.Namespace) -> int:
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     model = _load_model(args.model, args.device, args.allow_pickle)
+    label_vectors = model.label_embeddings(labels, args.template or None)
     images = [Path(p) for p in args.images]
     outcome = model.try_encode_images(
         images, batch_size=args.batch_size, show_progress=args.progress
     )
-    label_vectors = model.label_embeddings(labels, args.template or None)
-    probabilities = model.label_probabilities(outcome.embeddings, label_vectors)
-    rows = []
-    for index, row in zip(outcome.ok_indices, probabilities, strict=True):
-        order = row.argsort()[::-1]
-        rows.append(
-            {
-                "image": str(images[index]),
-                "label": labels[int(order[0])],
-                "scores": {labels[int(i)]: round(float(row[i]), 6) for i in order},
-            }
-        )
+    predictions = model.predictions(outcome.embeddings, labels, label_vectors)
+    rows = [
+        {
+            "image": str(images[index]),
+            "label": prediction.label,
+            "scores": {
+                label: round(score, 6)
+                for label, score in sorted(prediction.scores.items(), key=lambda kv: -kv[1])
+            },
+        }
+        for index, prediction in zip(outcome.ok_indices, predictions, strict=True)
+    ]
     failures = [{"image": f.source, "error": f.reason} for f in outcome.failures]
     if args.json:
         _print_json({"predictions": rows, "failures": failures})

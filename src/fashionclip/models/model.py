@@ -365,21 +365,25 @@ class FashionCLIP:
         show_progress: bool = False,
     ) -> list[ZeroShotPrediction]:
         """Best label and per-label probabilities for each image (prompt-ensembled if templates)."""
-        labels = _check_labels(labels)
+        label_vectors = self.label_embeddings(labels, templates)  # validates before image work
         single = is_image_input(images)
         batch = [images] if single else list(images)
         image_vectors = self.encode_images(
             batch, batch_size=batch_size, show_progress=show_progress
         )
-        probabilities = self.label_probabilities(
-            image_vectors, self.label_embeddings(labels, templates)
-        )
+        return self.predictions(image_vectors, labels, label_vectors)
+
+    def predictions(
+        self, image_vectors: np.ndarray, labels: Sequence[str], label_vectors: np.ndarray
+    ) -> list[ZeroShotPrediction]:
+        """One ZeroShotPrediction per row of already computed image vectors."""
+        labels = list(labels)
         return [
             ZeroShotPrediction(
                 labels[int(row.argmax())],
                 {label: float(p) for label, p in zip(labels, row, strict=True)},
             )
-            for row in probabilities
+            for row in self.label_probabilities(image_vectors, label_vectors)
         ]
 
     def label_probabilities(
