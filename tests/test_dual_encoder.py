@@ -138,6 +138,30 @@ def test_config_json_round_trip_and_errors(tmp_path):
     assert model.get_image_features(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
 
 
+def test_text_side_can_have_its_own_projection(tmp_path):
+    config = tiny_config(vocab_size=50, text_projection="mlp", text_projection_hidden_dim=24)
+    model = FashionDualEncoder(config)
+    assert isinstance(model.visual_projection, torch.nn.Linear)
+    assert isinstance(model.text_projection, torch.nn.Sequential)
+    assert model.text_projection[0].out_features == 24
+    assert FashionDualEncoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(FashionCLIPError, match="text_projection"):
+        tiny_config(vocab_size=50, text_projection="transformer")
+
+    folder = build_tiny_dual_encoder(tmp_path / "base", seed=0)
+    _, processor, tokenizer = load_dual_encoder(folder)
+    torch.manual_seed(0)
+    model = FashionDualEncoder(tiny_config(vocab_size=tokenizer.vocab_size, text_projection="mlp"))
+    saved = model.save_pretrained(tmp_path / "mlp", tokenizer=tokenizer, image_processor=processor)
+    reloaded, _, _ = load_dual_encoder(saved)
+    assert isinstance(reloaded.text_projection, torch.nn.Sequential)
+    batch = tokenizer(CAPTIONS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(
+            model.eval().get_text_features(**batch), reloaded.get_text_features(**batch)
+        )
+
+
 def test_wrong_weights_file_is_reported(tmp_path):
     folder = build_tiny_dual_encoder(tmp_path / "t")
     with safe_open(folder / "model.safetensors", "pt") as handle:

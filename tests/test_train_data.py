@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -165,6 +166,25 @@ def test_augmentation_is_deterministic_and_keeps_rgb():
     )
     assert inverted.getpixel((0, 0)) == (0, 0, 0)
     assert augment_image(image, random.Random(0), AugmentConfig(enabled=False)) is image
+
+
+def test_negative_thumbnail_is_grey_inverted_and_low_resolution():
+    """Fashion-MNIST's recipe at once: grey, light-on-black, 28 px of detail."""
+    image = Image.new("RGB", (60, 80), "white")
+    image.paste(Image.new("RGB", (30, 40), (200, 20, 20)), (15, 20))
+    for x in range(15, 45, 2):  # fine stripes that 28 px cannot keep
+        image.paste(Image.new("RGB", (1, 40), (0, 0, 200)), (x, 20))
+    plain = dict(scale_min=1, ratio_jitter=0, hflip=0, color_jitter=0, grayscale=0, lowres=0)
+    out = augment_image(image, random.Random(0), AugmentConfig(**plain, negative_thumbnail=1.0))
+    pixels = np.asarray(out).astype(int)
+    assert out.size == image.size and out.mode == "RGB"
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    assert pixels[0, 0, 0] == 0  # white background -> black
+    assert pixels[40, 30, 0] > 100  # dark product -> light
+    stripes = np.asarray(image.convert("L")).astype(int)[40, 15:45]
+    assert np.ptp(pixels[40, 17:43, 0]) < np.ptp(stripes) / 2  # stripes blurred away
+    untouched = augment_image(image, random.Random(0), AugmentConfig(**plain, invert=0))
+    assert untouched.tobytes() == image.tobytes()
 
 
 def test_kagl_split_parsing_and_captions(kagl_dir):

@@ -78,6 +78,11 @@ class FashionDualEncoderConfig:
     projection_dim: int = 512
     projection: Literal["linear", "mlp"] = "linear"
     projection_hidden_dim: int | None = None  # mlp only; None: projection_dim
+    #: The text side's own projection (None: ``projection`` / ``projection_hidden_dim``). A frozen
+    #: text tower gives fixed sentence vectors, so its projection is the only trained text part:
+    #: an MLP there lifts name->image retrieval (see the fashion-clip-mini model card).
+    text_projection: Literal["linear", "mlp"] | None = None
+    text_projection_hidden_dim: int | None = None
     logit_scale_init: float = math.log(1 / 0.07)
     format_version: int = 1
 
@@ -89,6 +94,8 @@ class FashionDualEncoderConfig:
                 raise FashionCLIPError(f"{name} must be 'package' or 'folder'")
         if self.projection not in ("linear", "mlp"):
             raise FashionCLIPError("projection must be 'linear' or 'mlp'")
+        if self.text_projection not in (None, "linear", "mlp"):
+            raise FashionCLIPError("text_projection must be 'linear', 'mlp' or null")
         if self.text_config is None:
             self.text_config = text_package_config(self.text_tower)
 
@@ -250,13 +257,12 @@ class DualEncoderOutput:
     logit_scale: torch.Tensor
 
 
-def _projection(config: FashionDualEncoderConfig, in_dim: int) -> nn.Module:
-    out_dim = config.projection_dim
-    if config.projection == "linear":
+def _projection(kind: str, in_dim: int, out_dim: int, hidden_dim: int | None) -> nn.Module:
+    if kind == "linear":
         layer = nn.Linear(in_dim, out_dim, bias=False)
         nn.init.normal_(layer.weight, std=in_dim**-0.5)
         return layer
-    hidden = config.projection_hidden_dim or out_dim
+    hidden = hidden_dim or out_dim
     first, second = nn.Linear(in_dim, hidden), nn.Linear(hidden, out_dim)
     nn.init.normal_(first.weight, std=in_dim**-0.5)
     nn.init.normal_(second.weight, std=hidden**-0.5)
@@ -280,8 +286,15 @@ class FashionDualEncoder(nn.Module):
         )
         self.text_model = build_text_model(config.text_config or {})
         text_dim = int(self.text_model.config.hidden_size)
-        self.visual_projection = _projection(config, self.vision_model.feature_dim)
-        self.text_projection = _projection(config, text_dim)
+        dim = config.projection_dim
+        self.visual_projection = _projection(
+            config.projection, self.vision_model.feature_dim, dim, config.projection_hidden_dim
+        )
+        if config.text_projection is None:
+            text_kind, text_hidden = config.projection, config.projection_hidden_dim
+        else:
+            text_kind, text_hidden = config.text_projection, config.text_projection_hidden_dim
+        self.text_projection = _projection(text_kind, text_dim, dim, text_hidden)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         self._locked: list[str] = []  # module names kept in eval mode (frozen BN / dropout)
 

@@ -271,7 +271,8 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
         jitter = cfg.color_jitter
         for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             image = enhancer(image).enhance(rng.uniform(1 - jitter, 1 + jitter))
-    if rng.random() < cfg.lowres:
+    negative = cfg.negative_thumbnail > 0 and rng.random() < cfg.negative_thumbnail
+    if negative or rng.random() < cfg.lowres:
         w, h = image.size
         factor = cfg.lowres_size / max(1, min(w, h))
         if factor < 1:
@@ -279,9 +280,9 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
                 (max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BILINEAR
             )
             image = small.resize((w, h), Image.Resampling.BILINEAR)
-    if rng.random() < cfg.grayscale:
+    if negative or rng.random() < cfg.grayscale:
         image = image.convert("L").convert("RGB")
-    if rng.random() < cfg.invert:
+    if negative or rng.random() < cfg.invert:
         image = ImageOps.invert(image)
     return image
 
