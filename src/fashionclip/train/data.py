@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, ImageChops, ImageEnhance, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 from tqdm.auto import tqdm
 
 from fashionclip.data.captions import (
@@ -272,17 +272,7 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
         for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             image = enhancer(image).enhance(rng.uniform(1 - jitter, 1 + jitter))
     negative = cfg.negative_thumbnail > 0 and rng.random() < cfg.negative_thumbnail
-    lowres = negative or rng.random() < cfg.lowres
-    grey = negative or rng.random() < cfg.grayscale
-    invert = negative or rng.random() < cfg.invert
-    if negative:
-        # Fashion-MNIST's recipe: trim the background, fit to a square, grey, negate.
-        image = _trim_background(image)
-    if invert:
-        # The image processor pads to a square with white *after* augmentation: pad first, so
-        # the inverted frame is black all over (a light-on-black photo has no white side bars).
-        image = _pad_square(image, (255, 255, 255))
-    if lowres:
+    if negative or rng.random() < cfg.lowres:
         w, h = image.size
         factor = cfg.lowres_size / max(1, min(w, h))
         if factor < 1:
@@ -290,33 +280,11 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
                 (max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BILINEAR
             )
             image = small.resize((w, h), Image.Resampling.BILINEAR)
-    if grey:
-        image = image.convert("L")
-        if negative:  # off-white catalog backgrounds -> white, so they negate to black
-            image = ImageOps.autocontrast(image, cutoff=1)
-        image = image.convert("RGB")
-    if invert:
+    if negative or rng.random() < cfg.grayscale:
+        image = image.convert("L").convert("RGB")
+    if negative or rng.random() < cfg.invert:
         image = ImageOps.invert(image)
     return image
-
-
-def _trim_background(image: Image.Image, tolerance: int = 24) -> Image.Image:
-    """Crop to the pixels that differ from the top-left pixel's colour (the background)."""
-    background = Image.new(image.mode, image.size, image.getpixel((0, 0)))
-    difference = ImageChops.difference(image, background).convert("L")
-    box = difference.point(lambda v: 255 if v > tolerance else 0).getbbox()
-    return image.crop(box) if box else image
-
-
-def _pad_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
-    """``image`` centred on a square canvas of its longer side (no resampling)."""
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    canvas = Image.new("RGB", (side, side), fill)
-    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-    return canvas
 
 
 class PairSampleDataset(torch.utils.data.Dataset):
