@@ -12,7 +12,7 @@ FILTER ?= --filter gender=Men
 MODEL ?=
 MODEL_FLAG := $(if $(MODEL),--model $(MODEL),)
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test lint bench clean default-model
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,12 @@ demo: setup
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "red dress"
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 $(FILTER) "running shoes"
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "black leather handbag"
+
+# Re-train the shipped default model from scratch (two stages, ~45 min on 2 CPU cores; see
+# src/fashionclip/pretrained/fashion-clip-mini/MODEL_CARD.md). Writes runs/, not the package.
+default-model: setup
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/fashionclip train --config configs/fashion-clip-mini.toml
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/fashionclip train --config configs/fashion-clip-mini-stage2.toml
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

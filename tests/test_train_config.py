@@ -128,3 +128,16 @@ def test_shipped_configs_parse():
     for path in paths:
         config = load_train_config(path)
         assert config.model.init
+
+
+def test_default_model_stages_agree():
+    """Stage 2 starts from stage 1's best checkpoint, with the same captions and augmentation."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    stage1 = load_train_config(folder / "fashion-clip-mini.toml")
+    stage2 = load_train_config(folder / "fashion-clip-mini-stage2.toml")
+    assert stage2.model.init == f"{stage1.output_dir}/best"
+    assert stage2.captions == stage1.captions and stage2.augment == stage1.augment
+    assert stage2.model.lock_image and stage2.model.image_unlocked_groups == 0
+    assert stage2.model.cache_image_views > 0
