@@ -15,6 +15,7 @@ from fashionclip.data.captions import (
     TemplateCaptionBuilder,
     caption_id,
     kagl_caption_builder,
+    load_article_synonyms,
     sample_rng,
     singular_label,
 )
@@ -59,6 +60,54 @@ def test_kagl_builder_varies_captions_deterministically():
     again = [builder.sample(SHIRT, sample_rng(0, epoch, 3)) for epoch in range(200)]
     assert draws == again
     assert builder.eval_caption(SHIRT) == "Turtle Check Men Navy Blue Shirt"
+
+
+def test_article_synonym_field_draws_every_synonym():
+    builder = TemplateCaptionBuilder(
+        ["{name}", "a photo of a {article_synonym}"],
+        [1, 3],
+        aliases={"name": "productDisplayName"},
+        article_synonyms={"Shirts": ["dress shirt", "polo shirt"], "Jeans": []},
+    )
+    candidates = builder.candidates(SHIRT)
+    assert candidates == [
+        "Turtle Check Men Navy Blue Shirt",
+        "a photo of a dress shirt",
+        "a photo of a polo shirt",
+    ]
+    draws = Counter(builder.sample(SHIRT, sample_rng(0, epoch, 1)) for epoch in range(400))
+    assert set(draws) == set(candidates)
+    assert draws["a photo of a dress shirt"] > draws["Turtle Check Men Navy Blue Shirt"]
+    # a type without synonyms (or with an empty list) never gets the template
+    jeans = dict(SHIRT, articleType="Jeans")
+    assert builder.candidates(jeans) == ["Turtle Check Men Navy Blue Shirt"]
+    assert {builder.sample(jeans, random.Random(i)) for i in range(20)} == {
+        "Turtle Check Men Navy Blue Shirt"
+    }
+
+
+def test_packaged_wordnet_synonyms_reach_the_default_kagl_builder(tmp_path):
+    table = load_article_synonyms("wordnet")
+    assert "pullover" in table["Sweaters"] and "jumper" in table["Sweaters"]
+    assert all(names and all(n.strip() for n in names) for names in table.values())
+    sweater = dict(SHIRT, articleType="Sweaters", productDisplayName="Nike Men Grey Sweater")
+    assert "a photo of a pullover" in kagl_caption_builder().candidates(sweater)
+    without = kagl_caption_builder(article_synonyms=None).candidates(sweater)
+    assert not any("pullover" in c for c in without)
+    from fashionclip.train.data import build_caption_builder
+
+    off = build_caption_builder(
+        CaptionConfig(builder="kagl", article_synonyms="none"), DataConfig()
+    )
+    assert off.candidates(sweater) == without
+    own = tmp_path / "synonyms.json"
+    own.write_text('{"Sweaters": ["knit top"]}')
+    assert "a photo of a knit top" in kagl_caption_builder(article_synonyms=own).candidates(sweater)
+    own.write_text('{"Sweaters": "knit top"}')
+    with pytest.raises(FashionCLIPError, match="list of names"):
+        load_article_synonyms(own)
+    with pytest.raises(FashionCLIPError, match="not found"):
+        load_article_synonyms(tmp_path / "missing.json")
 
 
 def test_templates_with_missing_fields_are_skipped():

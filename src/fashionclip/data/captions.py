@@ -12,18 +12,24 @@ data-parallel rank and after a resume.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import re
 import string
 from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
 from typing import Protocol
 
 from fashionclip.errors import FashionCLIPError
 
 #: Caption templates for KAGL: each item gets one of these per epoch, sampled with the weights in
 #: :data:`DEFAULT_KAGL_TEMPLATE_WEIGHTS`. Fields: name (productDisplayName), gender, masterCategory,
-#: subCategory, articleType, article (articleType in the singular, lower case), baseColour, colour
-#: (lower case), season, usage, year. Templates whose fields are empty for an item are not drawn.
+#: subCategory, articleType, article (articleType in the singular, lower case), article_synonym
+#: (one general-English name of the article type, drawn per epoch from the builder's synonym
+#: table), baseColour, colour (lower case), season, usage, year. Templates whose fields are empty
+#: for an item are not drawn.
 DEFAULT_KAGL_TEMPLATES: tuple[str, ...] = (
     "{name}",
     "a photo of a {articleType}",
@@ -35,6 +41,7 @@ DEFAULT_KAGL_TEMPLATES: tuple[str, ...] = (
     "a photo of a {colour} {article} for {gender}",
     "{season} {usage} {articleType}",
     "{baseColour} {subCategory} for {gender}",
+    "a photo of a {article_synonym}",
 )
 DEFAULT_KAGL_TEMPLATE_WEIGHTS: tuple[float, ...] = (
     3.0,
@@ -47,7 +54,40 @@ DEFAULT_KAGL_TEMPLATE_WEIGHTS: tuple[float, ...] = (
     1.0,
     0.5,
     0.5,
+    1.0,
 )
+
+#: The packaged synonym table (built by ``tools/build_article_synonyms.py``): for 53 of KAGL's 143
+#: article types, WordNet 3.0 synonyms and kinds ("Sweaters" -> jumper, cardigan, pullover, ...).
+#: KAGL's words are one catalogue's; a frozen text tower only learns the words it is shown.
+BUILTIN_SYNONYMS = "wordnet"
+
+
+def load_article_synonyms(source: str | os.PathLike | None) -> dict[str, list[str]]:
+    """An article-type synonym table: ``"wordnet"`` (packaged), a JSON file, or None (empty).
+
+    A file holds ``{"aliases": {"Sweaters": ["jumper", ...], ...}}`` or the mapping itself.
+    """
+    if source is None:
+        return {}
+    if str(source) == BUILTIN_SYNONYMS:
+        text = resources.files("fashionclip.data").joinpath("article_synonyms.json").read_text()
+        where = "the packaged article_synonyms.json"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FashionCLIPError(f"synonym table {str(path)!r} not found")
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FashionCLIPError(f"{where}: not valid JSON ({exc})") from None
+    table = data.get("aliases", data) if isinstance(data, dict) else None
+    if not isinstance(table, dict) or not all(
+        isinstance(v, list) and all(isinstance(w, str) for w in v) for v in table.values()
+    ):
+        raise FashionCLIPError(f"{where}: expected a mapping of article type -> list of names")
+    return {str(k): [w for w in v if w.strip()] for k, v in table.items()}
 
 
 #: Attribute values that mean "unknown" and make a template unusable for an item.
@@ -193,8 +233,10 @@ class TemplateCaptionBuilder:
 
     ``aliases`` maps template field names to record columns (KAGL: ``name`` ->
     ``productDisplayName``). Derived fields: ``article`` (``articleType`` in the singular, lower
-    case) and ``colour`` (``baseColour`` in lower case). A template is skipped for a record when one
-    of its fields is missing; a record with no usable template is an error (``ValueError``).
+    case), ``colour`` (``baseColour`` in lower case) and ``article_synonym`` (one of
+    ``article_synonyms[articleType]``: drawn uniformly when sampling, each one a candidate). A
+    template is skipped for a record when one of its fields is missing; a record with no usable
+    template is an error (``ValueError``).
     """
 
     def __init__(
@@ -204,6 +246,7 @@ class TemplateCaptionBuilder:
         *,
         eval_template: str = "{name}",
         aliases: Mapping[str, str] | None = None,
+        article_synonyms: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if not templates:
             raise FashionCLIPError("a template caption builder needs at least one template")
@@ -219,6 +262,7 @@ class TemplateCaptionBuilder:
         )
         self.eval_template = eval_template
         self.aliases = dict(aliases or {})
+        self.article_synonyms = {k: list(v) for k, v in (article_synonyms or {}).items() if v}
         formatter = string.Formatter()
         self._fields = []
         for template in [*self.templates, eval_template]:
@@ -242,39 +286,48 @@ class TemplateCaptionBuilder:
             values.setdefault("colour", values["baseColour"].lower())
         return values
 
-    def _fill(self, template_index: int, values: Mapping[str, str]) -> str:
+    def _fill(self, template_index: int, values: Mapping[str, str]) -> list[str]:
+        """Every caption one template gives the record (several when it uses article_synonym)."""
         names = self._fields[template_index]
-        if any(not values.get(n) for n in names):
-            return ""
+        synonyms = self.article_synonyms.get(values.get("articleType", ""), [])
+        if any(not (synonyms if n == "article_synonym" else values.get(n)) for n in names):
+            return []
         template = (
             self.templates[template_index]
             if template_index < len(self.templates)
             else self.eval_template
         )
-        return " ".join(template.format(**{n: values[n] for n in names}).split())
+        fields = {n: values[n] for n in names if n != "article_synonym"}
+        choices = synonyms if "article_synonym" in names else [""]
+        return [
+            " ".join(template.format(**fields, article_synonym=choice).split())
+            for choice in choices
+        ]
 
     def candidates(self, record: Mapping[str, object]) -> list[str]:
         values = self._values(record)
-        filled = (self._fill(i, values) for i in range(len(self.templates)))
-        return list(dict.fromkeys(c for c in filled if c))
+        filled = (c for i in range(len(self.templates)) for c in self._fill(i, values))
+        return list(dict.fromkeys(filled))
 
     def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
         values = self._values(record)
-        options: list[str] = []
+        options: list[list[str]] = []
         weights: list[float] = []
         for i, weight in enumerate(self.weights):
             if weight <= 0:
                 continue
-            caption = self._fill(i, values)
-            if caption:
-                options.append(caption)
+            captions = self._fill(i, values)
+            if captions:
+                options.append(captions)
                 weights.append(weight)
         if not options:
             raise ValueError("no caption template fits this item")
-        return rng.choices(options, weights=weights, k=1)[0]
+        captions = rng.choices(options, weights=weights, k=1)[0]
+        return captions[rng.randrange(len(captions))] if len(captions) > 1 else captions[0]
 
     def eval_caption(self, record: Mapping[str, object]) -> str:
-        caption = self._fill(len(self.templates), self._values(record))
+        captions = self._fill(len(self.templates), self._values(record))
+        caption = captions[0] if captions else ""
         if not caption:
             raise ValueError(
                 f"the validation template {self.eval_template!r} does not fit this item"
@@ -290,11 +343,20 @@ def kagl_caption_builder(
     templates: Sequence[str] | None = None,
     weights: Sequence[float] | None = None,
     eval_template: str = "{name}",
+    article_synonyms: str | os.PathLike | None = BUILTIN_SYNONYMS,
 ) -> TemplateCaptionBuilder:
-    """The KAGL builder: product name plus attribute templates (defaults from the train config)."""
+    """The KAGL builder: product name plus attribute templates (defaults from the train config).
+
+    ``article_synonyms`` is the table behind ``{article_synonym}``: the packaged WordNet table,
+    a JSON file of your own, or None (templates using the field are then never drawn).
+    """
     if templates is None:
         templates = DEFAULT_KAGL_TEMPLATES
         weights = DEFAULT_KAGL_TEMPLATE_WEIGHTS if weights is None else weights
     return TemplateCaptionBuilder(
-        templates, weights, eval_template=eval_template, aliases=KAGL_ALIASES
+        templates,
+        weights,
+        eval_template=eval_template,
+        aliases=KAGL_ALIASES,
+        article_synonyms=load_article_synonyms(article_synonyms),
     )

@@ -56,6 +56,8 @@ class CaptionConfig:
     ``builder = "column"`` uses the table's caption column (a list of columns: one non-empty column
     drawn per epoch). ``builder = "kagl"`` fills ``templates`` from KAGL attributes. Validation always
     uses ``val_template`` (KAGL) or the first caption column, so epochs are comparable.
+    ``article_synonyms`` feeds the ``{article_synonym}`` template field: ``"wordnet"`` (the packaged
+    WordNet table), a JSON file of ``{article type: [names]}``, or ``"none"``.
     """
 
     builder: str = "column"
@@ -65,6 +67,7 @@ class CaptionConfig:
     )
     val_template: str = "{name}"
     extra_columns: list[str] = field(default_factory=list)
+    article_synonyms: str | None = "wordnet"
 
 
 @dataclass

