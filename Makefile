@@ -36,7 +36,7 @@ demo: setup
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 $(FILTER) "running shoes"
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "black leather handbag"
 
-# Re-train the shipped default model from scratch (two stages, ~45 min on 2 CPU cores; see
+# Re-train the shipped default model from scratch (two stages, ~40 min on 2 CPU cores; see
 # src/fashionclip/pretrained/fashion-clip-mini/MODEL_CARD.md). Writes runs/, not the package.
 default-model: setup
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/fashionclip train --config configs/fashion-clip-mini.toml

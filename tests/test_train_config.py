@@ -131,13 +131,18 @@ def test_shipped_configs_parse():
 
 
 def test_default_model_stages_agree():
-    """Stage 2 starts from stage 1's best checkpoint, with the same captions and augmentation."""
+    """Stage 2 starts from stage 1's best checkpoint with the same caption templates and weights;
+    it adds the WordNet synonyms and trains on one clean cached view per image."""
+    import dataclasses
     from pathlib import Path
 
     folder = Path(__file__).resolve().parents[1] / "configs"
     stage1 = load_train_config(folder / "fashion-clip-mini.toml")
     stage2 = load_train_config(folder / "fashion-clip-mini-stage2.toml")
     assert stage2.model.init == f"{stage1.output_dir}/best"
-    assert stage2.captions == stage1.captions and stage2.augment == stage1.augment
+    assert stage1.captions.article_synonyms == "none"
+    assert stage2.captions.article_synonyms == "wordnet"
+    assert stage2.captions == dataclasses.replace(stage1.captions, article_synonyms="wordnet")
+    assert stage1.augment.enabled and not stage2.augment.enabled
     assert stage2.model.lock_image and stage2.model.image_unlocked_groups == 0
-    assert stage2.model.cache_image_views > 0
+    assert stage2.model.cache_image_views == 1
