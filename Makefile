@@ -31,7 +31,7 @@ system-deps:
 	  else echo "chromium is missing: sudo apt-get install chromium (the browser test will be skipped)"; fi; }
 
 demo: setup
-	$(BIN)/fashionclip index --catalog $(CATALOG) $(MODEL_FLAG) $(SOURCE) $(IDS)
+	$(BIN)/fashionclip index --catalog $(CATALOG) --rebuild-if-model-changed $(MODEL_FLAG) $(SOURCE) $(IDS)
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "red dress"
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 $(FILTER) "running shoes"
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "black leather handbag"

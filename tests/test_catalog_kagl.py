@@ -141,3 +141,36 @@ def test_search_errors_exit_2(kagl_catalog, capsys, extra, message):
 def test_missing_catalog_exits_2(tmp_path, capsys):
     code, _, err = _run(capsys, ["search", "--catalog", str(tmp_path / "none"), "shirt"])
     assert code == 2 and "no catalog at" in err
+
+
+def test_index_with_changed_model_fails_or_rebuilds(kagl_dir, tiny_clip_dir, tmp_path, capsys):
+    """A catalog built with other weights is refused, or rebuilt on request; other files stay."""
+    from fashionclip.models.testing import build_tiny_clip
+
+    folder = tmp_path / "catalog"
+    base = [
+        "index",
+        str(kagl_dir / "styles.csv"),
+        "--catalog",
+        str(folder),
+        "--device",
+        "cpu",
+        "--limit",
+        "20",
+        "--no-progress",
+        "--json",
+    ]
+    assert _run(capsys, [*base, "--model", str(tiny_clip_dir)])[0] == 0
+    (folder / "notes.txt").write_text("mine")
+    other = build_tiny_clip(tmp_path / "other", seed=1)
+    code, _, err = _run(capsys, [*base, "--model", str(other)])
+    assert code != 0 and "was built with model" in err
+    code, out, err = _run(capsys, [*base, "--model", str(other), "--rebuild-if-model-changed"])
+    assert code == 0, err
+    assert "embedding every product again" in err
+    assert (json.loads(out)["added"], json.loads(out)["catalog_size"]) == (20, 20)
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert Catalog.open(folder).model_identity.name == str(other)
+    # Same model again: nothing to rebuild, nothing re-embedded.
+    code, out, err = _run(capsys, [*base, "--model", str(other), "--rebuild-if-model-changed"])
+    assert code == 0 and json.loads(out)["unchanged"] == 20 and "again" not in err

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fashionclip.errors import FashionCLIPError
+from fashionclip.errors import FashionCLIPError, ModelMismatchError
 
 
 def _print_json(value: Any) -> None:
@@ -145,6 +145,15 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if model_name is None and (catalog_dir / DB_NAME).is_file():
         model_name = Catalog.open(catalog_dir).model_identity.name  # the model that built it
     model = _load_model(model_name, args.device, args.allow_pickle)
+    if args.rebuild_if_model_changed and (catalog_dir / DB_NAME).is_file():
+        try:
+            Catalog.open(catalog_dir, model).close()
+        except ModelMismatchError as exc:
+            print(
+                f"{exc}\n--rebuild-if-model-changed: removing it and embedding every product again",
+                file=sys.stderr,
+            )
+            Catalog.delete(catalog_dir)
     with Catalog.open_or_create(catalog_dir, model) as catalog:
         report = catalog.index(
             source,
@@ -438,6 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--max-warnings", type=int, default=10, help="source warnings to print")
     index.add_argument("--max-failures", type=int, default=20, help="failures to print")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.add_argument(
+        "--rebuild-if-model-changed",
+        action="store_true",
+        help="if the catalog was built with other model weights (e.g. an upgraded default "
+        "model), delete it and embed every product again instead of failing",
+    )
     index.set_defaults(handler=_cmd_index)
 
     search = commands.add_parser(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from fashionclip.index.store import (
     ANN_DIR,
     DB_NAME,
     REPORT_NAME,
+    VECTORS_DIR,
     CatalogFormatError,
     CatalogNotFoundError,
     Snapshot,
@@ -258,6 +260,21 @@ class Catalog:
             catalog._model = model
         store.remove_orphans()
         return catalog
+
+    @classmethod
+    def delete(cls, path: str | os.PathLike) -> None:
+        """Delete the catalog at ``path``: only the files a catalog consists of, nothing else.
+
+        For rebuilding with another model (a catalog's vectors only make sense for the model
+        that made them). Raises :class:`CatalogNotFoundError` when ``path`` holds no catalog.
+        """
+        root = Path(path)
+        if not (root / DB_NAME).is_file():
+            raise CatalogNotFoundError(f"no catalog at {root} (expected {root / DB_NAME})")
+        for folder in (VECTORS_DIR, ANN_DIR):
+            shutil.rmtree(root / folder, ignore_errors=True)
+        for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", REPORT_NAME):
+            (root / name).unlink(missing_ok=True)
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, model: Any) -> Catalog:
