@@ -64,11 +64,12 @@ BUILTIN_SYNONYMS = "wordnet"
 
 
 def load_article_synonyms(source: str | os.PathLike | None) -> dict[str, list[str]]:
-    """An article-type synonym table: ``"wordnet"`` (packaged), a JSON file, or None (empty).
+    """An article-type synonym table: ``"wordnet"`` (packaged), a JSON file, or None / ``"none"``
+    (empty).
 
     A file holds ``{"aliases": {"Sweaters": ["jumper", ...], ...}}`` or the mapping itself.
     """
-    if source is None:
+    if source is None or str(source).lower() == "none":
         return {}
     if str(source) == BUILTIN_SYNONYMS:
         text = resources.files("fashionclip.data").joinpath("article_synonyms.json").read_text()

@@ -75,12 +75,11 @@ class PairDataset:
 
 def build_caption_builder(captions: CaptionConfig, data: DataConfig) -> CaptionBuilder:
     if captions.builder == "kagl":
-        synonyms = captions.article_synonyms
         return kagl_caption_builder(
             captions.templates,
             captions.template_weights,
             captions.val_template,
-            article_synonyms=None if (synonyms or "none").lower() == "none" else synonyms,
+            article_synonyms=captions.article_synonyms,
         )
     return ColumnCaptionBuilder([data.caption_column, *captions.extra_columns])
 
