@@ -27,6 +27,8 @@ import csv
 import json
 from pathlib import Path
 
+from fashionclip.data.captions import singular_word
+
 ARTIFACT_LEXFILE = "06"  # noun.artifact
 #: A sense counts only when one of its hypernyms is one of these (so "belt" is the accessory, not
 #: the conveyor belt, and "muffler" the scarf, not the car silencer).
@@ -45,13 +47,6 @@ FASHION_ANCESTORS = frozenset(
     }
 )
 MAX_ALIASES = 12
-
-
-def _singular(word: str) -> str:
-    for suffix, repl in (("ches", "ch"), ("shes", "sh"), ("sses", "ss"), ("ies", "y")):
-        if word.endswith(suffix):
-            return word[: -len(suffix)] + repl
-    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
 
 
 def read_index(folder: Path) -> dict[str, list[str]]:
@@ -113,7 +108,7 @@ def article_aliases(
 ) -> list[str]:
     name = article_type.strip().lower()
     keys = dict.fromkeys(
-        k.replace(" ", "_") for k in (name, " ".join(map(_singular, name.split())))
+        k.replace(" ", "_") for k in (name, " ".join(map(singular_word, name.split())))
     )
     for key in keys:
         for offset in index.get(key, []):
@@ -125,7 +120,7 @@ def article_aliases(
             words = [_words(w) for w in lemmas]
             for hyponym in hyponyms:
                 words += [_words(w) for w in synsets[hyponym][1]]
-            own = {name, _singular(name), key.replace("_", " ")}
+            own = {name, singular_word(name), key.replace("_", " ")}
             return [w for w in dict.fromkeys(words) if w not in own][:MAX_ALIASES]
     return []
 

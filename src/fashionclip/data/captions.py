@@ -219,14 +219,15 @@ def singular_label(label: str) -> str:
     if text in _SINGULAR_EXCEPTIONS:
         return _SINGULAR_EXCEPTIONS[text]
     head, _, last = text.rpartition(" ")
+    return f"{head} {singular_word(last)}".strip()
+
+
+def singular_word(word: str) -> str:
+    """English plural -> singular by suffix ("watches" -> "watch", "caps" -> "cap")."""
     for suffix, repl in (("ches", "ch"), ("shes", "sh"), ("sses", "ss"), ("ies", "y")):
-        if last.endswith(suffix):
-            last = last[: -len(suffix)] + repl
-            break
-    else:
-        if last.endswith("s") and not last.endswith("ss"):
-            last = last[:-1]
-    return f"{head} {last}".strip()
+        if word.endswith(suffix):
+            return word[: -len(suffix)] + repl
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
 
 
 class TemplateCaptionBuilder:
