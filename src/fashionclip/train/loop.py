@@ -49,7 +49,7 @@ from fashionclip.train.distributed import (
     shutdown_distributed,
 )
 from fashionclip.train.loss import ClipLoss, SigLipLoss, clamp_logit_scale_
-from fashionclip.train.parts import ModelParts
+from fashionclip.train.parts import ModelParts, release_package_towers
 from fashionclip.train.validation import metric_names, validation_metrics
 
 LOG_FILE = "log.jsonl"
@@ -350,18 +350,6 @@ def _check_sizes(config: TrainConfig, train_set: PairDataset, ctx: DistributedCo
     return steps
 
 
-def _release_package_towers(model, parts: ModelParts) -> None:
-    """A dual-encoder tower taken from its package is not stored; once trained it must be."""
-    if getattr(model, "kind", "") != "fashionclip-dual-encoder":
-        return
-    cfg = model.module.config
-    for tower, attr in ((parts.image, "image_tower_source"), (parts.text, "text_tower_source")):
-        if getattr(cfg, attr) == "package" and any(
-            p.requires_grad for p in tower.backbone.parameters()
-        ):
-            setattr(cfg, attr, "folder")
-
-
 # ---------------------------------------------------------------------------- validation
 
 
@@ -565,7 +553,7 @@ def _train(config: TrainConfig, ctx: DistributedContext) -> TrainResult:
         lock_text_projection=mc.lock_text_projection,
         learn_logit_scale=config.loss.learn_logit_scale,
     )
-    _release_package_towers(model, parts)
+    release_package_towers(model, parts)
     if state is None and config.loss.init_logit_scale is not None and parts.logit_scale is not None:
         with torch.no_grad():
             parts.logit_scale.fill_(config.loss.init_logit_scale)

@@ -200,3 +200,15 @@ def _eval_frozen(module: nn.Module) -> None:
         return
     for child in module.children():
         _eval_frozen(child)
+
+
+def release_package_towers(model, parts: ModelParts) -> None:
+    """A dual-encoder tower taken from its package is not stored; once trained it must be."""
+    if getattr(model, "kind", "") != "fashionclip-dual-encoder":
+        return
+    cfg = model.module.config
+    for tower, attr in ((parts.image, "image_tower_source"), (parts.text, "text_tower_source")):
+        if getattr(cfg, attr) == "package" and any(
+            p.requires_grad for p in tower.backbone.parameters()
+        ):
+            setattr(cfg, attr, "folder")
