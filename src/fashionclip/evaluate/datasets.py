@@ -105,6 +105,7 @@ class DatasetSpec:
     attribute_targets: bool = False
     default: bool = False
     describe: Describe | None = None
+    summary: str = ""
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
@@ -121,6 +122,7 @@ class DatasetSpec:
         notes = [
             f"{self.title} {self.test_split} split: {len(test)} items"
             + (f" (seeded sample, --limit {limit})" if limit else "")
+            + (f"; {self.summary}" if self.summary else "")
         ]
         if train is not None:
             notes.append(
@@ -146,6 +148,7 @@ def register_dataset(
     attribute_targets: bool = False,
     default: bool = False,
     describe: Describe | None = None,
+    summary: str = "",
     replace: bool = False,
 ) -> DatasetSpec:
     """Make dataset ``name`` selectable (``EvaluationConfig.datasets``, ``--datasets``).
@@ -154,6 +157,8 @@ def register_dataset(
     classified (one result row each when ``attribute_targets``, chosen with ``--attributes``;
     otherwise the single target is named after the dataset). ``test_split`` is scored,
     ``train_split`` trains the linear probe. ``default`` datasets run when none is chosen.
+    The report's data notes come from ``describe(test, train, limit, probe_train_size)``, or
+    name the split sizes followed by ``summary``.
     """
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown or not tasks:
@@ -176,6 +181,7 @@ def register_dataset(
         attribute_targets=attribute_targets,
         default=default,
         describe=describe,
+        summary=summary,
     )
     _REGISTRY[name] = spec
     return spec
@@ -287,23 +293,6 @@ def _describe_fashion_mnist(
     return notes
 
 
-def _describe_ccp(
-    test: CcpGarments, train: CcpGarments | None, limit: int | None, probe_train_size: int
-) -> list[str]:
-    notes = [
-        f"CCP garments {test.split} split: {len(test)} street-photo crops whose labelled garment "
-        "dominates the crop (is_dominant = 1)"
-        + (f" (seeded sample, --limit {limit})" if limit else "")
-        + "; split by source photo"
-    ]
-    if train is not None:
-        notes.append(
-            f"CCP garments linear-probe training set: {len(train)} crops (seeded sample of the "
-            f"train split, probe train size {probe_train_size})"
-        )
-    return notes
-
-
 register_dataset(
     "kagl",
     title="KAGL",
@@ -332,7 +321,8 @@ register_dataset(
     tasks=CLASSIFICATION_TASKS,
     splits=("train", "val", "test"),
     targets=("class",),
-    describe=_describe_ccp,
+    summary="street-photo crops whose labelled garment dominates the crop (is_dominant = 1); "
+    "split by source photo",
 )
 
 #: The built-in dataset names (``dataset_names()`` also lists later registrations).

@@ -54,6 +54,16 @@ FASHION_MNIST_CLASSES = (
 )
 
 
+def sample_indices(n: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
+    """Sorted seeded random indices of ``limit`` of ``n`` items; None when all are kept."""
+    if limit is None or limit >= n:
+        return None
+    if limit <= 0:
+        raise FashionCLIPError(f"limit must be positive, got {limit}")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
 # --------------------------------------------------------------------------------------------
 # KAGL
 # --------------------------------------------------------------------------------------------
@@ -90,12 +100,8 @@ class KaglSplit:
 
     def sample(self, limit: int | None, seed: int = 0) -> KaglSplit:
         """A seeded random subset of ``limit`` products (kept in split order); all if None."""
-        if limit is None or limit >= len(self):
-            return self
-        if limit <= 0:
-            raise FashionCLIPError(f"limit must be positive, got {limit}")
-        rng = np.random.default_rng(seed)
-        return self.subset(sorted(rng.choice(len(self), size=limit, replace=False).tolist()))
+        idx = sample_indices(len(self), limit, seed)
+        return self if idx is None else self.subset(idx.tolist())
 
     def encoding_inputs(self) -> tuple[list[Path], list[str]]:
         """Image paths and cache keys (id and image hash: a changed image is re-encoded)."""
@@ -190,12 +196,9 @@ class FashionMnist:
 
     def sample(self, limit: int | None, seed: int = 0) -> FashionMnist:
         """A seeded random subset of ``limit`` items (in file order); all if None."""
-        if limit is None or limit >= len(self):
+        idx = sample_indices(len(self), limit, seed)
+        if idx is None:
             return self
-        if limit <= 0:
-            raise FashionCLIPError(f"limit must be positive, got {limit}")
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.choice(len(self), size=limit, replace=False))
         return FashionMnist(self.split, self.pixels[idx], self.labels[idx], self.indices[idx])
 
 
@@ -276,15 +279,11 @@ class CcpGarments:
 
     def sample(self, limit: int | None, seed: int = 0) -> CcpGarments:
         """A seeded random subset of ``limit`` crops (kept in split order); all if None."""
-        if limit is None or limit >= len(self):
+        idx = sample_indices(len(self), limit, seed)
+        if idx is None:
             return self
-        if limit <= 0:
-            raise FashionCLIPError(f"limit must be positive, got {limit}")
-        rng = np.random.default_rng(seed)
-        idx = sorted(rng.choice(len(self), size=limit, replace=False).tolist())
-        return CcpGarments(
-            self.split, [self.files[i] for i in idx], [self.classes[i] for i in idx], self.root
-        )
+        files = [self.files[i] for i in idx.tolist()]
+        return CcpGarments(self.split, files, [self.classes[i] for i in idx.tolist()], self.root)
 
     def encoding_inputs(self) -> tuple[list[Path], list[str]]:
         """Image paths (decoded by the model with ``load_image``) and their cache keys."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fashionclip.evaluate.baselines import RRF_K
 from fashionclip.evaluate.metrics import RankingMetrics
 
 #: Metrics shown in the report tables, per task, in order (all: higher is better).
@@ -166,6 +167,42 @@ class Results:
             "k": ks,
             "recall": ranking.recall_curve(ks),
         }
+
+
+def definitions(
+    templates: Sequence[str],
+    category_template: str,
+    probe_C: float,
+    probe_max_iter: int,
+    random_dim: int | None,
+) -> list[str]:
+    """The report's definitions of every metric, task and baseline, with the run's settings."""
+    return [
+        "weighted_f1: per-class F1 averaged with weights = number of test items of the class "
+        "(the FashionCLIP paper's 'weighted macro F1'); macro_f1: unweighted mean; accuracy.",
+        f"Zero-shot: prompt(s) {list(templates)}; an image gets the class whose (mean) "
+        "prompt embedding has the highest cosine similarity.",
+        f"Linear probe: StandardScaler + multinomial LogisticRegression (C={probe_C}, "
+        f"L-BFGS, max_iter={probe_max_iter}) on frozen image embeddings; KAGL train split "
+        "-> test split, Fashion-MNIST official train -> test.",
+        "majority: predicts the most frequent class of the *test* labels for every item.",
+        f"random: seeded random unit vectors (dim {random_dim}) per distinct image/text content, "
+        "not a randomly initialised network; chance-level reference for every task.",
+        "bm25: BM25 (bm25s, Lucene, English stop words) over each product's name + gender, "
+        "master/sub category, article type, colour and usage.",
+        f"hybrid (model): reciprocal rank fusion of bm25 and the model's ranking, "
+        f"1/({RRF_K}+rank) summed.",
+        "text-to-image: query = productDisplayName, target = that product (byte-identical "
+        "duplicate images count as the same product); image-to-text: the reverse.",
+        f"category-to-product: query = '{category_template}'.format(articleType), relevant "
+        "= every test product of that type (types with >= min class size items).",
+        "image-to-image: relevant = other test products with the same articleType and "
+        "baseColour (the query itself excluded); queries without such a product are skipped.",
+        "recall@k = share of queries with a relevant item in the top k; precision@k = relevant "
+        "items in the top k / k; mrr = mean of 1/rank of the first relevant item.",
+        "Ties are pessimistic: on equal scores non-relevant items rank before relevant ones "
+        "(a constant scorer gets the worst possible rank, never a lucky one).",
+    ]
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 
 from fashionclip.errors import FashionCLIPError
 from fashionclip.evaluate import report as rep
-from fashionclip.evaluate.baselines import RRF_K, RandomEmbeddingModel, majority_class
+from fashionclip.evaluate.baselines import RandomEmbeddingModel, majority_class
 from fashionclip.evaluate.datasets import (
     CLASSIFICATION_TASKS,
     DATASETS,
@@ -501,35 +501,6 @@ def _unique_names(models: Sequence[Any]) -> list[str]:
     return names
 
 
-def _definitions(config: EvaluationConfig, random_dim: int | None) -> list[str]:
-    return [
-        "weighted_f1: per-class F1 averaged with weights = number of test items of the class "
-        "(the FashionCLIP paper's 'weighted macro F1'); macro_f1: unweighted mean; accuracy.",
-        f"Zero-shot: prompt(s) {list(config.templates)}; an image gets the class whose (mean) "
-        "prompt embedding has the highest cosine similarity.",
-        f"Linear probe: StandardScaler + multinomial LogisticRegression (C={config.probe_C}, "
-        f"L-BFGS, max_iter={config.probe_max_iter}) on frozen image embeddings; KAGL train split "
-        "-> test split, Fashion-MNIST official train -> test.",
-        "majority: predicts the most frequent class of the *test* labels for every item.",
-        f"random: seeded random unit vectors (dim {random_dim}) per distinct image/text content, "
-        "not a randomly initialised network; chance-level reference for every task.",
-        "bm25: BM25 (bm25s, Lucene, English stop words) over each product's name + gender, "
-        "master/sub category, article type, colour and usage.",
-        f"hybrid (model): reciprocal rank fusion of bm25 and the model's ranking, "
-        f"1/({RRF_K}+rank) summed.",
-        "text-to-image: query = productDisplayName, target = that product (byte-identical "
-        "duplicate images count as the same product); image-to-text: the reverse.",
-        f"category-to-product: query = '{config.category_template}'.format(articleType), relevant "
-        "= every test product of that type (types with >= min class size items).",
-        "image-to-image: relevant = other test products with the same articleType and "
-        "baseColour (the query itself excluded); queries without such a product are skipped.",
-        "recall@k = share of queries with a relevant item in the top k; precision@k = relevant "
-        "items in the top k / k; mrr = mean of 1/rank of the first relevant item.",
-        "Ties are pessimistic: on equal scores non-relevant items rank before relevant ones "
-        "(a constant scorer gets the worst possible rank, never a lucky one).",
-    ]
-
-
 def run_evaluation(
     config: EvaluationConfig,
     models: Sequence[EncoderModel] | None = None,
@@ -595,7 +566,13 @@ def _meta(
         "data_dir": str(runner.data.root),
         "data_notes": runner.results.notes,
         "dropped_classes": dropped,
-        "definitions": _definitions(config, random_dim),
+        "definitions": rep.definitions(
+            config.templates,
+            config.category_template,
+            config.probe_C,
+            config.probe_max_iter,
+            random_dim,
+        ),  # fmt: skip
     }
 
 
