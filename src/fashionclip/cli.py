@@ -502,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tasks", default="zero-shot,linear-probe,retrieval", help="comma-separated tasks"
     )
     evaluate.add_argument(
-        "--datasets", default="kagl,fashion-mnist", help="comma-separated: kagl, fashion-mnist"
+        "--datasets",
+        default="kagl,fashion-mnist",
+        help="comma-separated: kagl, fashion-mnist, ccp-garments",
     )
     evaluate.add_argument(
         "--attributes",

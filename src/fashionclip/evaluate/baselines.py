@@ -81,11 +81,13 @@ class RandomEmbeddingModel:
 
     def encode_images(
         self, images: Sequence[Any], batch_size: int = 32, show_progress: bool = False
-    ):
+    ) -> np.ndarray:
         rows = [self._vector("image", self._image_bytes(im)) for im in images]
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
 
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False):
+    def encode_text(
+        self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False
+    ) -> np.ndarray:
         rows = [self._vector("text", t.encode("utf-8")) for t in texts]
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
 

@@ -1,225 +1,210 @@
-"""Evaluation data: the KAGL canonical split and Fashion-MNIST.
+"""Evaluation datasets: a registry of what each dataset offers, and the class lists built from it.
 
-KAGL (Fashion Product Images, small) lives in ``<data>/kagl``: ``styles.csv`` (22 malformed lines
-whose product name holds unquoted commas; we parse every line with ``line.split(',', 9)``, so the
-name keeps its commas), ``images/<id>.jpg`` and ``splits.csv`` (id, split, image_sha256); both
-tables are read by :mod:`fashionclip.data.kagl`.
-Fashion-MNIST lives in ``<data>/fashion_mnist`` as the official gzip IDX files.
+A dataset is registered once with :func:`register_dataset`: its splits, how a split is loaded
+(``load(split, data_dir) -> EvalData``), which tasks it supports and which label columns
+("targets") zero-shot and linear-probe classification score. The runner loops over the selected
+datasets' specs; it has no per-dataset branch. Built in, in report order:
 
-The data folder is ``$FASHIONCLIP_DATA_DIR`` or ``../shared/data`` next to the repository.
+- ``kagl``: KAGL canonical split; zero-shot and linear probe on six attributes, retrieval.
+- ``fashion-mnist``: the official Fashion-MNIST files; zero-shot and linear probe.
+- ``ccp-garments``: street-photo garment crops (CCP, 18 classes); zero-shot and linear probe.
+  Not in the default selection (``fashionclip evaluate --datasets ccp-garments``).
+
+The loaders live in :mod:`fashionclip.evaluate.loaders` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import struct
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-import numpy as np
-from PIL import Image
-
-from fashionclip.data.kagl import (
-    KAGL_COLUMNS,
-    default_data_dir,
-    read_kagl_splits,
-    read_kagl_styles,
-)
+from fashionclip.data.kagl import default_data_dir
 from fashionclip.errors import FashionCLIPError
-
-#: Attributes scored by zero-shot classification and linear probes (the FashionCLIP paper's set).
-KAGL_ATTRIBUTES = ("articleType", "subCategory", "masterCategory", "baseColour", "gender", "usage")
-
-#: Fashion-MNIST class names as published by Zalando (label index -> name).
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
+from fashionclip.evaluate.loaders import (
+    FASHION_MNIST_CLASSES,
+    KAGL_ATTRIBUTES,
+    CcpGarments,
+    FashionMnist,
+    KaglSplit,
+    load_ccp_garments,
+    load_fashion_mnist,
+    load_kagl,
+    write_idx_gz,
 )
 
+#: Every task the runner knows, in report order.
+TASKS = ("zero-shot", "linear-probe", "retrieval")
+CLASSIFICATION_TASKS = ("zero-shot", "linear-probe")
 
-# --------------------------------------------------------------------------------------------
-# KAGL
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class KaglSplit:
-    """The products of one KAGL split, in ``splits.csv`` order, with their attributes."""
-
-    split: str
-    ids: list[str]
-    image_paths: list[Path]
-    image_sha256: list[str]
-    attributes: dict[str, list[str]]  # column -> one value per product
-    root: Path
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def names(self) -> list[str]:
-        return self.attributes["productDisplayName"]
-
-    def subset(self, indices: Sequence[int]) -> KaglSplit:
-        idx = list(indices)
-        return KaglSplit(
-            split=self.split,
-            ids=[self.ids[i] for i in idx],
-            image_paths=[self.image_paths[i] for i in idx],
-            image_sha256=[self.image_sha256[i] for i in idx],
-            attributes={k: [v[i] for i in idx] for k, v in self.attributes.items()},
-            root=self.root,
-        )
-
-    def sample(self, limit: int | None, seed: int = 0) -> KaglSplit:
-        """A seeded random subset of ``limit`` products (kept in split order); all if None."""
-        if limit is None or limit >= len(self):
-            return self
-        if limit <= 0:
-            raise FashionCLIPError(f"limit must be positive, got {limit}")
-        rng = np.random.default_rng(seed)
-        return self.subset(sorted(rng.choice(len(self), size=limit, replace=False).tolist()))
-
-    def product_text(self, index: int) -> str:
-        """Name and attributes of one product: the document BM25 searches."""
-        a = self.attributes
-        parts = [a["productDisplayName"][index]]
-        parts += [a[c][index] for c in KAGL_COLUMNS[1:-1] if c not in ("year", "season")]
-        return " ".join(p for p in parts if p)
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "KAGL_ATTRIBUTES",
+    "TASKS",
+    "CcpGarments",
+    "DatasetSpec",
+    "EvalData",
+    "FashionMnist",
+    "KaglSplit",
+    "LabelSet",
+    "build_label_set",
+    "dataset_names",
+    "default_data_dir",
+    "default_datasets",
+    "duplicate_groups",
+    "get_dataset",
+    "load_ccp_garments",
+    "load_fashion_mnist",
+    "load_kagl",
+    "register_dataset",
+    "stable_key",
+    "write_idx_gz",
+]
 
 
-def load_kagl(split: str = "test", data_dir: Path | str | None = None) -> KaglSplit:
-    """Load one split (train / val / test) of the canonical KAGL split."""
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    kagl = root / "kagl"
-    splits = read_kagl_splits(
-        kagl, hint=" (set FASHIONCLIP_DATA_DIR or pass --data-dir to the folder holding kagl/)"
-    )
-    styles = read_kagl_styles(kagl).rows
-    ids = splits.ids(split)
-    if not ids:
-        raise FashionCLIPError(f"{splits.path}: no products in split {split!r}")
-    shas = [splits.entries[i][1] for i in ids]
-    missing = [i for i in ids if i not in styles]
-    if missing:
-        raise FashionCLIPError(
-            f"{len(missing)} ids of split {split!r} have no row in styles.csv, e.g. {missing[:3]}"
-        )
-    attributes = {c: [styles[i][c] for i in ids] for c in KAGL_COLUMNS[1:]}
-    return KaglSplit(
-        split=split,
-        ids=ids,
-        image_paths=[kagl / "images" / f"{i}.jpg" for i in ids],
-        image_sha256=shas,
-        attributes=attributes,
-        root=kagl,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Fashion-MNIST
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FashionMnist:
-    """Fashion-MNIST images (N, 28, 28) uint8 with integer labels; ``keys`` name each item."""
-
-    split: str
-    pixels: np.ndarray
-    labels: np.ndarray
-    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    def __post_init__(self) -> None:
-        if self.indices.size == 0:
-            self.indices = np.arange(len(self.labels))
-
-    def __len__(self) -> int:
-        return int(self.labels.size)
+class EvalData(Protocol):
+    """One loaded split, as the runner uses it."""
 
     @property
-    def label_names(self) -> list[str]:
-        return [FASHION_MNIST_CLASSES[i] for i in self.labels.tolist()]
+    def split(self) -> str: ...
 
-    @property
-    def keys(self) -> list[str]:
-        """Stable item keys (the index in the official file) for the embedding cache."""
-        return [str(i) for i in self.indices.tolist()]
+    def __len__(self) -> int: ...
 
-    def images(self) -> list[Image.Image]:
-        """RGB PIL images (the grayscale digit replicated on 3 channels)."""
-        return [Image.fromarray(p, mode="L").convert("RGB") for p in self.pixels]
+    def sample(self, limit: int | None, seed: int = 0) -> Any:
+        """A seeded subset of ``limit`` items (all if None), of the same type."""
+        ...
 
-    def sample(self, limit: int | None, seed: int = 0) -> FashionMnist:
-        """A seeded random subset of ``limit`` items (in file order); all if None."""
-        if limit is None or limit >= len(self):
-            return self
-        if limit <= 0:
-            raise FashionCLIPError(f"limit must be positive, got {limit}")
-        rng = np.random.default_rng(seed)
-        idx = np.sort(rng.choice(len(self), size=limit, replace=False))
-        return FashionMnist(self.split, self.pixels[idx], self.labels[idx], self.indices[idx])
+    def encoding_inputs(self) -> tuple[Sequence[Any], list[str]]:
+        """Images (paths or PIL images) and one stable embedding-cache key per item."""
+        ...
+
+    def label_values(self, target: str) -> list[str]:
+        """One class value per item for label column ``target``."""
+        ...
 
 
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    if not path.is_file():
-        raise FashionCLIPError(f"Fashion-MNIST file not found: {path}")
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    got, count = struct.unpack(">II", data[:8])
-    if got != magic:
-        raise FashionCLIPError(f"{path}: IDX magic {got}, expected {magic}")
-    if magic == 2051:
-        rows, cols = struct.unpack(">II", data[8:16])
-        array = np.frombuffer(data, dtype=np.uint8, offset=16)
-        if array.size != count * rows * cols:
-            raise FashionCLIPError(
-                f"{path}: truncated ({array.size} of {count * rows * cols} bytes)"
+#: ``describe(test, train_or_None, limit, probe_train_size) -> data notes`` for the report.
+Describe = Callable[[Any, Any, "int | None", int], list[str]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the runner needs to know about one dataset (see :func:`register_dataset`)."""
+
+    name: str
+    title: str
+    load: Callable[[str, Path], EvalData]
+    tasks: tuple[str, ...]
+    splits: tuple[str, ...]
+    targets: tuple[str, ...]
+    test_split: str = "test"
+    train_split: str = "train"
+    attribute_targets: bool = False
+    default: bool = False
+    describe: Describe | None = None
+    summary: str = ""
+
+    def supports(self, task: str) -> bool:
+        return task in self.tasks
+
+    def label_set_name(self, target: str) -> str:
+        """The ``dataset`` column of its classification results: ``kagl-test/articleType``."""
+        base = f"{self.name}-{self.test_split}"
+        return f"{base}/{target}" if self.attribute_targets else base
+
+    def notes(self, test: Any, train: Any, limit: int | None, probe_train_size: int) -> list[str]:
+        """Report lines describing the data used (size, sampling)."""
+        if self.describe is not None:
+            return self.describe(test, train, limit, probe_train_size)
+        notes = [
+            f"{self.title} {self.test_split} split: {len(test)} items"
+            + (f" (seeded sample, --limit {limit})" if limit else "")
+            + (f"; {self.summary}" if self.summary else "")
+        ]
+        if train is not None:
+            notes.append(
+                f"{self.title} linear-probe training set: {len(train)} items (seeded sample of "
+                f"the {self.train_split} split, probe train size {probe_train_size})"
             )
-        return array.reshape(count, rows, cols)
-    array = np.frombuffer(data, dtype=np.uint8, offset=8)
-    if array.size != count:
-        raise FashionCLIPError(f"{path}: truncated ({array.size} of {count} labels)")
-    return array
+        return notes
 
 
-def load_fashion_mnist(split: str = "test", data_dir: Path | str | None = None) -> FashionMnist:
-    """The official Fashion-MNIST train (60,000) or test (10,000) set."""
-    root = (Path(data_dir) if data_dir is not None else default_data_dir()) / "fashion_mnist"
-    prefix = {"test": "t10k", "train": "train"}.get(split)
-    if prefix is None:
-        raise FashionCLIPError(f"Fashion-MNIST split must be 'train' or 'test', not {split!r}")
-    pixels = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz", 2051)
-    labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz", 2049).astype(np.int64)
-    if len(pixels) != len(labels):
-        raise FashionCLIPError(f"{root}: {len(pixels)} images but {len(labels)} labels")
-    if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
-        raise FashionCLIPError(f"{root}: label {labels.max()} outside 0..9")
-    return FashionMnist(split, np.ascontiguousarray(pixels), labels)
+_REGISTRY: dict[str, DatasetSpec] = {}
 
 
-def write_idx_gz(path: Path, array: np.ndarray) -> None:
-    """Write uint8 images (N, R, C) or labels (N,) as gzip IDX (used by tests and examples)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    if array.ndim == 3:
-        header = struct.pack(">IIII", 2051, *array.shape)
-    elif array.ndim == 1:
-        header = struct.pack(">II", 2049, array.shape[0])
-    else:
-        raise ValueError("IDX arrays must be (N, R, C) images or (N,) labels")
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.tobytes())
+def register_dataset(
+    name: str,
+    *,
+    load: Callable[[str, Path], EvalData],
+    tasks: Sequence[str],
+    splits: Sequence[str] = ("train", "test"),
+    targets: Sequence[str] = ("label",),
+    title: str | None = None,
+    test_split: str = "test",
+    train_split: str = "train",
+    attribute_targets: bool = False,
+    default: bool = False,
+    describe: Describe | None = None,
+    summary: str = "",
+    replace: bool = False,
+) -> DatasetSpec:
+    """Make dataset ``name`` selectable (``EvaluationConfig.datasets``, ``--datasets``).
+
+    ``load(split, data_dir)`` returns an :class:`EvalData`; ``targets`` are the label columns
+    classified (one result row each when ``attribute_targets``, chosen with ``--attributes``;
+    otherwise the single target is named after the dataset). ``test_split`` is scored,
+    ``train_split`` trains the linear probe. ``default`` datasets run when none is chosen.
+    The report's data notes come from ``describe(test, train, limit, probe_train_size)``, or
+    name the split sizes followed by ``summary``.
+    """
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"{name}: unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    if test_split not in splits or ("linear-probe" in tasks and train_split not in splits):
+        raise ValueError(f"{name}: test/train split not among the splits {list(splits)}")
+    if not targets and any(t in CLASSIFICATION_TASKS for t in tasks):
+        raise ValueError(f"{name}: classification needs at least one target")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"dataset {name!r} is already registered")
+    spec = DatasetSpec(
+        name=name,
+        title=title or name,
+        load=load,
+        tasks=tuple(t for t in TASKS if t in tasks),
+        splits=tuple(splits),
+        targets=tuple(targets),
+        test_split=test_split,
+        train_split=train_split,
+        attribute_targets=attribute_targets,
+        default=default,
+        describe=describe,
+        summary=summary,
+    )
+    _REGISTRY[name] = spec
+    return spec
+
+
+def dataset_names() -> tuple[str, ...]:
+    """Registered dataset names, in registration (report) order."""
+    return tuple(_REGISTRY)
+
+
+def default_datasets() -> tuple[str, ...]:
+    """The datasets evaluated when none is chosen."""
+    return tuple(name for name, spec in _REGISTRY.items() if spec.default)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The spec of a registered dataset; a clear error listing the names otherwise."""
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise FashionCLIPError(
+            f"unknown dataset {name!r}; choose from {', '.join(dataset_names())}"
+        )
+    return spec
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,3 +246,86 @@ def duplicate_groups(hashes: Sequence[str]) -> list[list[int]]:
 def stable_key(text: str) -> str:
     """A short stable key for a text (embedding cache of prompts and queries)."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in datasets
+# --------------------------------------------------------------------------------------------
+
+
+def _describe_kagl(
+    test: KaglSplit, train: KaglSplit | None, limit: int | None, probe_train_size: int
+) -> list[str]:
+    groups = duplicate_groups(test.image_sha256)
+    dup = sum(1 for g in groups if len(g) > 1)
+    by_name: dict[str, set[str]] = {}
+    for name, sha in zip(test.names, test.image_sha256, strict=True):
+        by_name.setdefault(name, set()).add(sha)
+    ambiguous = sum(1 for name in test.names if len(by_name[name]) > 1)
+    notes = [
+        f"KAGL test split: {len(test)} products"
+        + (f" (seeded sample, --limit {limit})" if limit else "")
+        + f"; {dup} of them share a byte-identical image with another test product "
+        f"(counted as the same product in retrieval); {ambiguous} product-name queries "
+        "are shared with a product whose image differs (no model can rank both first)"
+    ]
+    if train is not None:
+        notes.append(
+            f"KAGL linear-probe training set: {len(train)} products "
+            f"(seeded sample of the train split, probe train size {probe_train_size})"
+        )
+    return notes
+
+
+def _describe_fashion_mnist(
+    test: FashionMnist, train: FashionMnist | None, limit: int | None, probe_train_size: int
+) -> list[str]:
+    notes = [
+        f"Fashion-MNIST test set: {len(test)} images"
+        + (f" (seeded sample, --limit {limit})" if limit else "")
+        + "; 28x28 grayscale replicated to RGB, resized by each model's image processor"
+    ]
+    if train is not None:
+        notes.append(
+            f"Fashion-MNIST linear-probe training set: {len(train)} "
+            "images (seeded sample of the official train set)"
+        )
+    return notes
+
+
+register_dataset(
+    "kagl",
+    title="KAGL",
+    load=load_kagl,
+    tasks=TASKS,
+    splits=("train", "val", "test"),
+    targets=KAGL_ATTRIBUTES,
+    attribute_targets=True,
+    default=True,
+    describe=_describe_kagl,
+)
+register_dataset(
+    "fashion-mnist",
+    title="Fashion-MNIST",
+    load=load_fashion_mnist,
+    tasks=CLASSIFICATION_TASKS,
+    splits=("train", "test"),
+    targets=("label",),
+    default=True,
+    describe=_describe_fashion_mnist,
+)
+register_dataset(
+    "ccp-garments",
+    title="CCP garments",
+    load=load_ccp_garments,
+    tasks=CLASSIFICATION_TASKS,
+    splits=("train", "val", "test"),
+    targets=("class",),
+    summary="street-photo crops whose labelled garment dominates the crop (is_dominant = 1); "
+    "split by source photo",
+)
+
+#: The built-in dataset names (``dataset_names()`` also lists later registrations).
+DATASETS = dataset_names()
+#: The datasets evaluated when none is chosen.
+DEFAULT_DATASETS = default_datasets()

@@ -24,17 +24,21 @@ from fashionclip.errors import FashionCLIPError, ImageDecodeError
 
 
 class EncoderModel(Protocol):
-    """What the evaluators need from a model (see docs/architecture.md)."""
+    """What the evaluators need from a model (see docs/architecture.md).
 
-    identity: Any
+    The encoders return (n, D) L2-normalised rows (anything ``np.asarray`` turns into them).
+    """
+
+    @property
+    def identity(self) -> Any: ...
 
     def encode_images(
         self, images: Sequence[Any], batch_size: int = ..., show_progress: bool = ...
-    ) -> np.ndarray: ...
+    ) -> Any: ...
 
     def encode_text(
         self, texts: Sequence[str], batch_size: int = ..., show_progress: bool = ...
-    ) -> np.ndarray: ...
+    ) -> Any: ...
 
 
 @dataclass

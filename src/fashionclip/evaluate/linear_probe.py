@@ -16,57 +16,26 @@ from fashionclip.evaluate.zero_shot import classification_result
 
 
 @dataclass
-class LinearProbeEvaluator:
-    """Fit a logistic regression on train embeddings, score it on test embeddings.
+class LinearProbe:
+    """The probe itself: settings and :meth:`compute` on precomputed embeddings (no images).
 
     The classifier is scikit-learn's ``StandardScaler`` + multinomial ``LogisticRegression``
     (L-BFGS, inverse regularisation ``C``). Train items whose label is not in ``class_names`` are
-    dropped (counted in ``n_train_dropped``); test labels must all be in ``class_names``.
-    A class with no training items can never be predicted: its F1 is 0, not hidden.
+    dropped (counted in ``n_train_dropped``). A class with no training items can never be
+    predicted: its F1 is 0, not hidden.
     ``n_threads`` caps the BLAS/OpenMP threads of the fit (default 1): these problems are small,
     and on a shared machine extra threads mostly spin (measured 8-10x slower with 2 threads on a
     loaded 2-core box); None leaves the libraries' defaults.
     """
 
-    train_images: Sequence[Any]
-    train_labels: Sequence[str]
-    test_images: Sequence[Any]
-    test_labels: Sequence[str]
     class_names: Sequence[str]
     C: float = 1.0
     max_iter: int = 1000
     seed: int = 0
     n_threads: int | None = 1
-    train_keys: Sequence[str] | None = None
-    test_keys: Sequence[str] | None = None
-    train_namespace: str | None = None
-    test_namespace: str | None = None
-    cache: EmbeddingCache | None = None
-    batch_size: int = 32
-    show_progress: bool = False
 
     def __post_init__(self) -> None:
         self.class_names = [str(c) for c in self.class_names]
-        unknown = sorted(set(map(str, self.test_labels)) - set(self.class_names))
-        if unknown:
-            raise FashionCLIPError(f"test labels not among the class names: {unknown[:5]}")
-
-    def __call__(self, model: EncoderModel) -> dict[str, Any]:
-        train = encode_images(
-            model, self.train_images, self.train_keys, self.train_namespace, self.cache,
-            self.batch_size, self.show_progress,
-        )  # fmt: skip
-        test = encode_images(
-            model, self.test_images, self.test_keys, self.test_namespace, self.cache,
-            self.batch_size, self.show_progress,
-        )  # fmt: skip
-        return self.compute(
-            train.embeddings,
-            [y for y, ok in zip(self.train_labels, train.ok, strict=True) if ok],
-            test.embeddings,
-            [y for y, ok in zip(self.test_labels, test.ok, strict=True) if ok],
-            n_failed_images=int((~train.ok).sum() + (~test.ok).sum()),
-        )
 
     def compute(
         self,
@@ -76,7 +45,7 @@ class LinearProbeEvaluator:
         test_labels: Sequence[str],
         n_failed_images: int = 0,
     ) -> dict[str, Any]:
-        """Metrics from precomputed embeddings."""
+        """Fit on the train embeddings, score on the test embeddings."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -122,3 +91,69 @@ class LinearProbeEvaluator:
         extra["converged"] = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         metrics = classification_metrics(test_labels, predictions, labels=self.class_names)
         return classification_result(metrics, **extra)
+
+
+@dataclass
+class LinearProbeEvaluator:
+    """Fit a logistic regression on train embeddings, score it on test embeddings.
+
+    See :class:`LinearProbe` for the classifier; test labels must all be in ``class_names``.
+    With embeddings at hand, use ``LinearProbe(class_names, ...).compute(...)`` directly.
+    """
+
+    train_images: Sequence[Any]
+    train_labels: Sequence[str]
+    test_images: Sequence[Any]
+    test_labels: Sequence[str]
+    class_names: Sequence[str]
+    C: float = 1.0
+    max_iter: int = 1000
+    seed: int = 0
+    n_threads: int | None = 1
+    train_keys: Sequence[str] | None = None
+    test_keys: Sequence[str] | None = None
+    train_namespace: str | None = None
+    test_namespace: str | None = None
+    cache: EmbeddingCache | None = None
+    batch_size: int = 32
+    show_progress: bool = False
+    name: str = "linear-probe"
+    primary_metric: str = "weighted_f1"
+
+    def __post_init__(self) -> None:
+        self.class_names = [str(c) for c in self.class_names]
+        unknown = sorted(set(map(str, self.test_labels)) - set(self.class_names))
+        if unknown:
+            raise FashionCLIPError(f"test labels not among the class names: {unknown[:5]}")
+
+    def __call__(self, model: EncoderModel) -> dict[str, Any]:
+        train = encode_images(
+            model, self.train_images, self.train_keys, self.train_namespace, self.cache,
+            self.batch_size, self.show_progress,
+        )  # fmt: skip
+        test = encode_images(
+            model, self.test_images, self.test_keys, self.test_namespace, self.cache,
+            self.batch_size, self.show_progress,
+        )  # fmt: skip
+        return self.compute(
+            train.embeddings,
+            [y for y, ok in zip(self.train_labels, train.ok, strict=True) if ok],
+            test.embeddings,
+            [y for y, ok in zip(self.test_labels, test.ok, strict=True) if ok],
+            n_failed_images=int((~train.ok).sum() + (~test.ok).sum()),
+        )
+
+    @property
+    def probe(self) -> LinearProbe:
+        return LinearProbe(self.class_names, self.C, self.max_iter, self.seed, self.n_threads)
+
+    def compute(
+        self,
+        train_emb: np.ndarray,
+        train_labels: Sequence[str],
+        test_emb: np.ndarray,
+        test_labels: Sequence[str],
+        n_failed_images: int = 0,
+    ) -> dict[str, Any]:
+        """Metrics from precomputed embeddings."""
+        return self.probe.compute(train_emb, train_labels, test_emb, test_labels, n_failed_images)

@@ -172,7 +172,9 @@ class RankingMetrics:
         return [float(np.mean(self.first_rank <= k)) for k in ks]
 
 
-def _relevance_matrix(relevant: np.ndarray | Sequence[Sequence[int]], shape: tuple[int, int]):
+def _relevance_matrix(
+    relevant: np.ndarray | Sequence[Sequence[int]], shape: tuple[int, int]
+) -> np.ndarray:
     if isinstance(relevant, np.ndarray) and relevant.dtype == bool:
         if relevant.shape != shape:
             raise ValueError(f"relevance mask has shape {relevant.shape}, scores {shape}")
@@ -189,7 +191,9 @@ def _relevance_matrix(relevant: np.ndarray | Sequence[Sequence[int]], shape: tup
     return mask
 
 
-def first_relevant_rank(scores: np.ndarray, relevant: np.ndarray, ties: Ties = "pessimistic"):
+def first_relevant_rank(
+    scores: np.ndarray, relevant: np.ndarray, ties: Ties = "pessimistic"
+) -> np.ndarray:
     """1-based rank of the best-ranked relevant item per query (0 where none is relevant).
 
     Pessimistic: 1 + number of non-relevant items scoring >= the best relevant score.
@@ -207,7 +211,9 @@ def first_relevant_rank(scores: np.ndarray, relevant: np.ndarray, ties: Ties = "
     return np.where(has_rel, rank, 0)
 
 
-def relevant_in_top_k(scores: np.ndarray, relevant: np.ndarray, k: int, ties: Ties = "pessimistic"):
+def relevant_in_top_k(
+    scores: np.ndarray, relevant: np.ndarray, k: int, ties: Ties = "pessimistic"
+) -> np.ndarray:
     """Number of relevant items among the top k of each query, ties broken as documented."""
     n_items = scores.shape[1]
     k = min(k, n_items)

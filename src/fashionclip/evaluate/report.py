@@ -11,11 +11,14 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fashionclip.evaluate.baselines import RRF_K
+from fashionclip.evaluate.metrics import RankingMetrics
 
 #: Metrics shown in the report tables, per task, in order (all: higher is better).
 TABLE_METRICS = {
@@ -31,6 +34,8 @@ TABLE_METRICS = {
         "mrr",
     ),
 }
+#: The k of the recall@k curves in details.json and the plots.
+CURVE_KS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100)
 TASK_TITLES = {
     "zero-shot": "Zero-shot classification",
     "linear-probe": "Linear probe (logistic regression on frozen image embeddings)",
@@ -101,6 +106,103 @@ def per_class_records(
             )
         out.append(Record(model, kind, task, dataset, f"f1[{label}]", value, reason, support))
     return out
+
+
+def _details() -> dict[str, Any]:
+    return {"confusion": {}, "per_class_f1": {}, "recall_curves": {}}
+
+
+@dataclass
+class Results:
+    """What a run collects: records, plot details (details.json), data notes and systems."""
+
+    records: list[Record] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=_details)
+    notes: list[str] = field(default_factory=list)
+    systems: list[str] = field(default_factory=list)
+
+    def add_system(self, system: str) -> None:
+        if system not in self.systems:
+            self.systems.append(system)
+
+    def add_undefined(
+        self, system: str, kind: str, task: str, dataset: str, metrics: Sequence[str], reason: str
+    ) -> None:
+        """``metrics`` as n/a with ``reason`` (n = 0)."""
+        for metric in metrics:
+            self.records.append(Record(system, kind, task, dataset, metric, None, reason, 0))
+
+    def add_classification(
+        self, system: str, kind: str, task: str, dataset: str, result: dict[str, Any], plots: bool
+    ) -> None:
+        """Records of a classification result; with ``plots`` its confusion matrix and F1s."""
+        self.records += records_from_metrics(
+            system, kind, task, dataset, result, TABLE_METRICS[task], result.get("n")
+        )
+        self.records += per_class_records(system, kind, task, dataset, result)
+        if plots and result.get("confusion_matrix") is not None:
+            self.details["confusion"].setdefault(task, {}).setdefault(dataset, {})[system] = {
+                "labels": result["labels"],
+                "matrix": result["confusion_matrix"],
+            }
+            self.details["per_class_f1"].setdefault(task, {}).setdefault(dataset, {})[system] = (
+                result["per_class_f1"]
+            )
+
+    def add_ranking(self, system: str, kind: str, dataset: str, ranking: RankingMetrics) -> None:
+        """Records of one retrieval direction, and its recall@k curve."""
+        n = ranking.n_queries - ranking.n_skipped
+        for metric, value in ranking.values.items():
+            reason = ranking.undefined.get(metric) if value is None else None
+            self.records.append(
+                Record(system, kind, "retrieval", dataset, metric, value, reason, n)
+            )
+        self.records.append(
+            Record(
+                system, kind, "retrieval", dataset, "n_skipped_queries", ranking.n_skipped, None, n
+            )
+        )
+        ks = list(CURVE_KS)
+        self.details["recall_curves"].setdefault(dataset, {})[system] = {
+            "k": ks,
+            "recall": ranking.recall_curve(ks),
+        }
+
+
+def definitions(
+    templates: Sequence[str],
+    category_template: str,
+    probe_C: float,
+    probe_max_iter: int,
+    random_dim: int | None,
+) -> list[str]:
+    """The report's definitions of every metric, task and baseline, with the run's settings."""
+    return [
+        "weighted_f1: per-class F1 averaged with weights = number of test items of the class "
+        "(the FashionCLIP paper's 'weighted macro F1'); macro_f1: unweighted mean; accuracy.",
+        f"Zero-shot: prompt(s) {list(templates)}; an image gets the class whose (mean) "
+        "prompt embedding has the highest cosine similarity.",
+        f"Linear probe: StandardScaler + multinomial LogisticRegression (C={probe_C}, "
+        f"L-BFGS, max_iter={probe_max_iter}) on frozen image embeddings; KAGL train split "
+        "-> test split, Fashion-MNIST official train -> test.",
+        "majority: predicts the most frequent class of the *test* labels for every item.",
+        f"random: seeded random unit vectors (dim {random_dim}) per distinct image/text content, "
+        "not a randomly initialised network; chance-level reference for every task.",
+        "bm25: BM25 (bm25s, Lucene, English stop words) over each product's name + gender, "
+        "master/sub category, article type, colour and usage.",
+        f"hybrid (model): reciprocal rank fusion of bm25 and the model's ranking, "
+        f"1/({RRF_K}+rank) summed.",
+        "text-to-image: query = productDisplayName, target = that product (byte-identical "
+        "duplicate images count as the same product); image-to-text: the reverse.",
+        f"category-to-product: query = '{category_template}'.format(articleType), relevant "
+        "= every test product of that type (types with >= min class size items).",
+        "image-to-image: relevant = other test products with the same articleType and "
+        "baseColour (the query itself excluded); queries without such a product are skipped.",
+        "recall@k = share of queries with a relevant item in the top k; precision@k = relevant "
+        "items in the top k / k; mrr = mean of 1/rank of the first relevant item.",
+        "Ties are pessimistic: on equal scores non-relevant items rank before relevant ones "
+        "(a constant scorer gets the worst possible rank, never a lucky one).",
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,7 +359,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "x"
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,7 +401,9 @@ def plot_per_class_f1(
     return path
 
 
-def plot_confusion(path: Path, title: str, labels: Sequence[str], matrix: Sequence[Sequence[int]]):
+def plot_confusion(
+    path: Path, title: str, labels: Sequence[str], matrix: Sequence[Sequence[int]]
+) -> Path:
     """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
     plt = _pyplot()
     counts = np.asarray(matrix, dtype=np.float64)
@@ -324,7 +428,9 @@ def plot_confusion(path: Path, title: str, labels: Sequence[str], matrix: Sequen
     return path
 
 
-def plot_recall_curves(path: Path, title: str, curves: dict[str, tuple[list[int], list[float]]]):
+def plot_recall_curves(
+    path: Path, title: str, curves: dict[str, tuple[list[int], list[float | None]]]
+) -> Path:
     """recall@k against k (log scale) for each system."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -342,3 +448,26 @@ def plot_recall_curves(path: Path, title: str, curves: dict[str, tuple[list[int]
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def write_plots(folder: Path, details: dict[str, Any]) -> list[Path]:
+    """Every plot of a run's ``details`` into ``folder`` (stale PNGs removed first)."""
+    # Plots of an earlier run into the same folder would no longer match report.md.
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    plots: list[Path] = []
+    for task, datasets in details["per_class_f1"].items():
+        for dataset, per_system in datasets.items():
+            path = folder / f"{task}__{slug(dataset)}__per_class_f1.png"
+            plots.append(plot_per_class_f1(path, f"{task} · {dataset}: per-class F1", per_system))
+    for task, datasets in details["confusion"].items():
+        for dataset, per_system in datasets.items():
+            for system, cm in per_system.items():
+                path = folder / f"{task}__{slug(dataset)}__confusion__{slug(system)}.png"
+                title = f"{system} · {task} · {dataset}"
+                plots.append(plot_confusion(path, title, cm["labels"], cm["matrix"]))
+    for dataset, per_system in details["recall_curves"].items():
+        curves = {s: (c["k"], c["recall"]) for s, c in per_system.items()}
+        path = folder / f"retrieval__{slug(dataset)}__recall_at_k.png"
+        plots.append(plot_recall_curves(path, f"retrieval · {dataset}", curves))
+    return plots

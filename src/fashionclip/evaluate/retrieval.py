@@ -63,6 +63,8 @@ class RetrievalEvaluator:
     cache: EmbeddingCache | None = None
     batch_size: int = 32
     show_progress: bool = False
+    name: str = "retrieval"
+    primary_metric: str = "text_to_image/mrr"
 
     def __post_init__(self) -> None:
         self.query_texts = list(self.query_texts)
@@ -131,9 +133,34 @@ class RetrievalEvaluator:
         """Metrics from precomputed normalised text (queries) and image embeddings."""
         return _flatten(self.rankings(text_emb, image_emb))
 
-    def compute_from_scores(self, scores: np.ndarray, image_to_text: bool | None = None):
+    def compute_from_scores(
+        self, scores: np.ndarray, image_to_text: bool | None = None
+    ) -> dict[str, Any]:
         """Metrics from a score matrix (queries x images); higher is better."""
         return _flatten(self.rankings_from_scores(scores, image_to_text))
+
+
+def image_to_image_rankings(
+    image_emb: np.ndarray,
+    groups: Sequence[str],
+    recall_ks: Sequence[int] = (1, 5, 10),
+    precision_ks: Sequence[int] = (1, 5, 10),
+    ties: Ties = "pessimistic",
+) -> dict[str, RankingMetrics]:
+    """Image-to-image rankings from precomputed embeddings: same group = relevant, self excluded."""
+    group_array = np.asarray(list(groups), dtype=object)
+    emb = np.asarray(image_emb, np.float32)
+    if len(group_array) != len(emb):
+        raise ValueError(f"{len(emb)} embeddings for {len(group_array)} groups")
+    scores = emb @ emb.T
+    codes = np.unique(group_array, return_inverse=True)[1]
+    mask = codes[:, None] == codes[None, :]
+    exclude = np.eye(len(group_array)).astype(bool)
+    return {
+        "image_to_image": ranking_metrics(
+            scores, mask, recall_ks, precision_ks, ties=ties, exclude=exclude
+        )
+    }
 
 
 @dataclass
@@ -142,6 +169,7 @@ class ImageRetrievalEvaluator:
 
     For KAGL the group is articleType + baseColour. Queries alone in their group have no
     relevant item and are skipped (counted in ``image_to_image/n_skipped``).
+    With embeddings at hand, call :func:`image_to_image_rankings` (no images needed).
     """
 
     images: Sequence[Any]
@@ -154,6 +182,8 @@ class ImageRetrievalEvaluator:
     cache: EmbeddingCache | None = None
     batch_size: int = 32
     show_progress: bool = False
+    name: str = "image-retrieval"
+    primary_metric: str = "image_to_image/mrr"
 
     def __call__(self, model: EncoderModel) -> dict[str, Any]:
         encoded = encode_images(
@@ -163,20 +193,16 @@ class ImageRetrievalEvaluator:
         groups = [g for g, ok in zip(self.groups, encoded.ok, strict=True) if ok]
         return self.compute(encoded.embeddings, groups)
 
-    def rankings(self, image_emb: np.ndarray, groups: Sequence[str] | None = None):
-        groups = np.asarray(list(self.groups if groups is None else groups), dtype=object)
-        image_emb = np.asarray(image_emb, np.float32)
-        if len(groups) != len(image_emb):
-            raise ValueError(f"{len(image_emb)} embeddings for {len(groups)} groups")
-        scores = image_emb @ image_emb.T
-        codes = np.unique(groups, return_inverse=True)[1]
-        mask = codes[:, None] == codes[None, :]
-        exclude = np.eye(len(groups), dtype=bool)
-        return {
-            "image_to_image": ranking_metrics(
-                scores, mask, self.recall_ks, self.precision_ks, ties=self.ties, exclude=exclude
-            )
-        }
+    def rankings(
+        self, image_emb: np.ndarray, groups: Sequence[str] | None = None
+    ) -> dict[str, RankingMetrics]:
+        return image_to_image_rankings(
+            image_emb,
+            self.groups if groups is None else groups,
+            self.recall_ks,
+            self.precision_ks,
+            self.ties,
+        )
 
     def compute(self, image_emb: np.ndarray, groups: Sequence[str] | None = None) -> dict[str, Any]:
         """Metrics from precomputed normalised image embeddings."""

@@ -11,27 +11,30 @@ import numpy as np
 from fashionclip.errors import FashionCLIPError
 from fashionclip.evaluate.encoding import EmbeddingCache, EncoderModel, encode_images, encode_texts
 from fashionclip.evaluate.metrics import ClassificationMetrics, classification_metrics
-
-#: The FashionCLIP paper's prompt.
-DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}",)
-#: A small prompt ensemble (class embedding = mean of the normalised prompt embeddings).
-ENSEMBLE_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}",
-    "a product photo of a {}",
-    "a photo of a {}, a type of fashion product",
-    "an image of a {}",
-    "{}",
+from fashionclip.models.prompts import (
+    DEFAULT_TEMPLATES,
+    ENSEMBLE_TEMPLATES,
+    build_zero_shot_classifier,
+    check_templates,
 )
 
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "ENSEMBLE_TEMPLATES",
+    "ZeroShotEvaluator",
+    "check_templates",
+    "class_embeddings",
+    "classification_result",
+    "predict_classes",
+    "zero_shot_metrics",
+]
 
-def check_templates(templates: Sequence[str]) -> list[str]:
-    templates = list(templates)
-    if not templates:
-        raise FashionCLIPError("at least one prompt template is needed")
-    for template in templates:
-        if template.count("{}") != 1:
-            raise FashionCLIPError(f"template {template!r} must contain '{{}}' exactly once")
-    return templates
+
+def require_templates(templates: Sequence[str]) -> list[str]:
+    """Checked templates; unlike ``check_templates`` an empty list is an error, not the default."""
+    if isinstance(templates, str) or not list(templates):
+        raise FashionCLIPError("at least one prompt template is needed (a list of strings)")
+    return check_templates(templates)
 
 
 def class_embeddings(
@@ -40,13 +43,15 @@ def class_embeddings(
     templates: Sequence[str] = DEFAULT_TEMPLATES,
     cache: EmbeddingCache | None = None,
 ) -> np.ndarray:
-    """One normalised text embedding per class, averaged over the templates (CLIP's ensembling)."""
-    templates = check_templates(templates)
-    prompts = [t.format(name) for name in class_names for t in templates]
-    emb = encode_texts(model, prompts, cache=cache)
-    emb = emb.reshape(len(class_names), len(templates), -1).mean(axis=1)
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    return emb / np.where(norms > 0, norms, 1.0)
+    """One normalised text embedding per class, averaged over the templates (CLIP's ensembling).
+
+    The prompts go through the embedding cache when ``cache`` is given.
+    """
+
+    def encode(prompts: list[str]) -> np.ndarray:
+        return encode_texts(model, prompts, cache=cache)
+
+    return build_zero_shot_classifier(encode, class_names, require_templates(templates))
 
 
 def classification_result(metrics: ClassificationMetrics, **extra: Any) -> dict[str, Any]:
@@ -65,6 +70,39 @@ def classification_result(metrics: ClassificationMetrics, **extra: Any) -> dict[
     return result
 
 
+def predict_classes(
+    image_emb: np.ndarray, class_emb: np.ndarray, class_names: Sequence[str]
+) -> list[str]:
+    """The class of highest cosine similarity per image (ties go to the first class)."""
+    scores = np.asarray(image_emb, np.float32) @ np.asarray(class_emb, np.float32).T
+    return [class_names[i] for i in scores.argmax(axis=1).tolist()]
+
+
+def zero_shot_metrics(
+    image_emb: np.ndarray,
+    class_emb: np.ndarray,
+    labels: Sequence[str],
+    class_names: Sequence[str],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    n_failed_images: int = 0,
+) -> dict[str, Any]:
+    """Zero-shot metrics from precomputed image embeddings and one class embedding per class.
+
+    Each image gets the class of highest cosine similarity (ties go to the first class).
+    """
+    labels = [str(label) for label in labels]
+    class_names = [str(c) for c in class_names]
+    if len(labels) != len(image_emb):
+        raise ValueError(f"{len(image_emb)} image embeddings for {len(labels)} labels")
+    if len(class_emb) != len(class_names):
+        raise ValueError(f"{len(class_emb)} class embeddings for {len(class_names)} classes")
+    predictions = predict_classes(image_emb, class_emb, class_names) if labels else []
+    metrics = classification_metrics(labels, predictions, labels=class_names)
+    return classification_result(
+        metrics, n_failed_images=n_failed_images, templates=list(templates)
+    )
+
+
 @dataclass
 class ZeroShotEvaluator:
     """Zero-shot classification of ``images`` into ``class_names``; returns a dict of metrics.
@@ -73,6 +111,7 @@ class ZeroShotEvaluator:
     ``prompt_names`` optionally maps a class to the words put into the templates.
     Predictions are the argmax of cosine similarity (ties go to the first class in order).
     Images that fail to decode are left out and counted in ``n_failed_images``.
+    With embeddings at hand, call :func:`zero_shot_metrics` (no evaluator, no images needed).
     """
 
     images: Sequence[Any]
@@ -85,6 +124,8 @@ class ZeroShotEvaluator:
     cache: EmbeddingCache | None = None
     batch_size: int = 32
     show_progress: bool = False
+    name: str = "zero-shot"
+    primary_metric: str = "weighted_f1"
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.labels):
@@ -95,7 +136,7 @@ class ZeroShotEvaluator:
         unknown = sorted(set(map(str, self.labels)) - set(self.class_names))
         if unknown:
             raise FashionCLIPError(f"labels not among the class names: {unknown[:5]}")
-        self.templates = check_templates(self.templates)
+        self.templates = require_templates(self.templates)
 
     def __call__(self, model: EncoderModel) -> dict[str, Any]:
         encoded = encode_images(
@@ -120,8 +161,7 @@ class ZeroShotEvaluator:
         return class_embeddings(model, names, self.templates, cache=self.cache)
 
     def predict(self, image_emb: np.ndarray, class_emb: np.ndarray) -> list[str]:
-        scores = np.asarray(image_emb, np.float32) @ np.asarray(class_emb, np.float32).T
-        return [self.class_names[i] for i in scores.argmax(axis=1).tolist()]
+        return predict_classes(image_emb, class_emb, self.class_names)
 
     def compute(
         self,
@@ -131,15 +171,11 @@ class ZeroShotEvaluator:
         n_failed_images: int = 0,
     ) -> dict[str, Any]:
         """Metrics from precomputed image embeddings and class embeddings (one per class)."""
-        labels = list(self.labels if labels is None else labels)
-        if len(labels) != len(image_emb):
-            raise ValueError(f"{len(image_emb)} image embeddings for {len(labels)} labels")
-        if len(class_emb) != len(self.class_names):
-            raise ValueError(
-                f"{len(class_emb)} class embeddings for {len(self.class_names)} classes"
-            )
-        predictions = self.predict(image_emb, class_emb) if len(labels) else []
-        metrics = classification_metrics(labels, predictions, labels=self.class_names)
-        return classification_result(
-            metrics, n_failed_images=n_failed_images, templates=list(self.templates)
+        return zero_shot_metrics(
+            image_emb,
+            class_emb,
+            list(self.labels if labels is None else labels),
+            self.class_names,
+            self.templates,
+            n_failed_images,
         )

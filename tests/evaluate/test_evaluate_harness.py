@@ -24,7 +24,7 @@ from fashionclip.evaluate.runner import EvaluationConfig, run_evaluation
 
 REAL_DATA = Path(
     os.environ.get(
-        "FASHIONCLIP_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"
+        "FASHIONCLIP_DATA_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "data"
     )
 )
 
