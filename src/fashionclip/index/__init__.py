@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fashionclip.index.backends import AnnInfo
 from fashionclip.index.catalog import (
     Catalog,
     CatalogExistsError,
@@ -14,9 +15,11 @@ from fashionclip.index.catalog import (
     ProductNotFoundError,
     SearchResult,
 )
+from fashionclip.index.query import Query, QueryLimits
 from fashionclip.index.store import CatalogFormatError, CatalogNotFoundError
 
 __all__ = [
+    "AnnInfo",
     "Catalog",
     "CatalogExistsError",
     "CatalogFormatError",
@@ -28,5 +31,7 @@ __all__ = [
     "IndexFailure",
     "IndexReport",
     "ProductNotFoundError",
+    "Query",
+    "QueryLimits",
     "SearchResult",
 ]
