@@ -66,12 +66,12 @@ class Query:
             raise InvalidQueryError(f"unknown search mode {self.mode!r}; known: {MODES}")
         limits = self.limits
         set_ = object.__setattr__
-        set_(self, "k", check_k(self.k, limits))
-        set_(self, "filters", check_filters(self.filters, limits.max_filter_values))
         if self.text is not None:
             set_(self, "text", check_text(self.text, limits.max_query_chars))
         if self.like is not None:
             set_(self, "like", check_id(self.like))
+        set_(self, "k", check_k(self.k, limits))
+        set_(self, "filters", check_filters(self.filters, limits.max_filter_values))
         if self.vector is not None:
             set_(self, "vector", unit_vector(self.vector))
         if isinstance(self.image, PurePath):

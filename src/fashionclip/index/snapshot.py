@@ -43,7 +43,7 @@ class Snapshot:
     n_live: int
     columns: list[str]
     ann: dict[str, Any] | None = None
-    column_codes: dict[str, tuple[np.ndarray, list[object], dict[object, int]]] = field(
+    column_codes: dict[str, tuple[np.ndarray, list[Any], dict[object, int]]] = field(
         default_factory=dict
     )
     filter_cache: dict[tuple, np.ndarray] = field(default_factory=dict)
