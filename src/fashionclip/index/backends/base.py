@@ -40,6 +40,14 @@ class AnnInfo:
     built_at: str = ""
     seconds: float = 0.0
 
+    def __getattr__(self, name: str) -> Any:
+        """Build parameters read as attributes (``info.connectivity``), as before backends
+        were pluggable and ``AnnInfo`` had usearch's parameters as fields."""
+        params = self.__dict__.get("params") or {}
+        if name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def to_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"file": self.file, "segments": self.segments, "size": self.size}
         meta.update(self.params)
