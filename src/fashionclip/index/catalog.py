@@ -301,10 +301,7 @@ class Catalog:
         names = list(snap.columns) if columns is None else list(columns)
         check_columns(names, snap.columns)
         read = self._store.column_values
-        return {
-            name: filtering.value_counts(snap, name, read, limit)
-            for name in names
-        }
+        return {name: filtering.value_counts(snap, name, read, limit) for name in names}
 
     # -- writes ------------------------------------------------------------------------------
 
