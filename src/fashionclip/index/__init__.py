@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from fashionclip.index.backends import AnnInfo
-from fashionclip.index.catalog import (
-    Catalog,
+from fashionclip.index.catalog import Catalog
+from fashionclip.index.indexer import IndexFailure, IndexReport
+from fashionclip.index.query import Query, QueryLimits
+from fashionclip.index.store import CatalogFormatError, CatalogNotFoundError
+from fashionclip.index.types import (
     CatalogExistsError,
     CatalogModel,
     CatalogProduct,
     CatalogStats,
     CompactReport,
-    IndexFailure,
-    IndexReport,
     ProductNotFoundError,
     SearchResult,
 )
-from fashionclip.index.query import Query, QueryLimits
-from fashionclip.index.store import CatalogFormatError, CatalogNotFoundError
 
 __all__ = [
     "AnnInfo",

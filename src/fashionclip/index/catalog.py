@@ -28,7 +28,8 @@ from fashionclip.errors import FashionCLIPError, ModelMismatchError
 from fashionclip.index import filters as filtering
 from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex, backend_class
 from fashionclip.index.backends.exact import GATHER_FRACTION
-from fashionclip.index.indexer import Indexer, IndexFailure, IndexReport
+from fashionclip.index.indexer import Indexer, IndexReport
+from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
 from fashionclip.index.query import (
     EncodeHook,
     Query,
@@ -59,19 +60,6 @@ from fashionclip.index.types import (
     SearchResult,
 )
 from fashionclip.utils import normalise_rows
-
-__all__ = [
-    "Catalog",
-    "CatalogExistsError",
-    "CatalogModel",
-    "CatalogProduct",
-    "CatalogStats",
-    "CompactReport",
-    "IndexFailure",
-    "IndexReport",
-    "ProductNotFoundError",
-    "SearchResult",
-]
 
 
 class Catalog:

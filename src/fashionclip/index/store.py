@@ -449,45 +449,31 @@ class Store:
     # -- product reads -----------------------------------------------------------------------
 
     def product(self, product_id: str) -> StoredProduct | None:
-        row = (
-            self.connection()
-            .execute(
-                "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
-                "WHERE id = ?",
-                (product_id,),
-            )
-            .fetchone()
-        )
-        return None if row is None else StoredProduct(*row)
+        return self._products_where("id", [product_id]).get(product_id)
 
     def products(self, ids: Sequence[str]) -> dict[str, StoredProduct]:
-        """The stored rows of those ``ids`` that exist."""
-        con = self.connection()
-        found: dict[str, StoredProduct] = {}
-        for start in range(0, len(ids), SQL_CHUNK):
-            chunk = list(ids[start : start + SQL_CHUNK])
-            marks = ",".join("?" * len(chunk))
-            for row in con.execute(
-                "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
-                f"WHERE id IN ({marks})",
-                chunk,
-            ):
-                found[row[0]] = StoredProduct(*row)
-        return found
+        """The stored rows of those ``ids`` that exist, by id."""
+        return {p.id: p for p in self._products_where("id", ids).values()}
 
     def products_at(self, slots: Sequence[int]) -> dict[int, StoredProduct]:
-        """The products at ``slots`` (slots no product points at are left out)."""
+        """The products at ``slots``, by slot (slots no product points at are left out)."""
+        found = self._products_where("slot", [int(s) for s in slots])
+        return {p.slot: p for p in found.values()}
+
+    def _products_where(self, column: str, values: Sequence[object]) -> dict[object, StoredProduct]:
+        """Rows whose ``column`` ("id" or "slot") is one of ``values``, keyed by that value."""
         con = self.connection()
-        found: dict[int, StoredProduct] = {}
-        for start in range(0, len(slots), SQL_CHUNK):
-            chunk = [int(s) for s in slots[start : start + SQL_CHUNK]]
+        found: dict[object, StoredProduct] = {}
+        for start in range(0, len(values), SQL_CHUNK):
+            chunk = list(values[start : start + SQL_CHUNK])
             marks = ",".join("?" * len(chunk))
             for row in con.execute(
                 "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
-                f"WHERE slot IN ({marks})",
+                f"WHERE {column} IN ({marks})",
                 chunk,
             ):
-                found[row[1]] = StoredProduct(*row)
+                product = StoredProduct(*row)
+                found[getattr(product, column)] = product
         return found
 
     def slot_of(self, product_id: str) -> int | None:
