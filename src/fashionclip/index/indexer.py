@@ -177,6 +177,11 @@ class Writer:
             self.rows.extend(rows)
             self.row_is_update.extend(updates)
 
+    def update(self, update: MetadataUpdate) -> int:
+        """Buffer a metadata-only update; returns how many are buffered."""
+        self.metadata_updates.append(update)
+        return len(self.metadata_updates)
+
     def commit(self) -> None:
         """One transaction for everything buffered; counts go to the report once committed."""
         if not self.rows and not self.metadata_updates:
@@ -247,8 +252,8 @@ class Indexer:
             if isinstance(action, IndexFailure):
                 self.report.failures.append(action)
             elif isinstance(action, MetadataUpdate):
-                self.writer.metadata_updates.append(action)
-                if len(self.writer.metadata_updates) >= 10 * self.commit_every:
+                # Cheap rows: committed in larger batches than embedded ones.
+                if self.writer.update(action) >= 10 * self.commit_every:
                     self._commit()
             else:
                 self.report.unchanged += 1

@@ -10,6 +10,7 @@ is approximate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,7 +52,7 @@ class UsearchIndex(VectorIndex):
         "expansion_search": 64,
     }
 
-    def __init__(self, dim: int, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, dim: int, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(dim, params)
         self.index: Any = None
 
