@@ -146,8 +146,8 @@ def run_size(
         scores = in_ram[rows] @ q
         return list(ids[rows[np.argsort(-scores)[:k]]])
 
-    con = catalog._store.connection()
-    segments = catalog._current().segments
+    con = catalog.store.connection()
+    segments = catalog.snapshot().segments
 
     def sql_filter(q, filt):
         ((column, value),) = filt.items()
@@ -222,9 +222,9 @@ def run_size(
             "ann_p50_ms": percentiles(ann_t)[0],
             "ann_p99_ms": percentiles(ann_t)[1],
             f"recall_at_{k}": float(recall),
-            "dtype": info.dtype,
-            "connectivity": info.connectivity,
-            "expansion_search": info.expansion_search,
+            "dtype": info.params["dtype"],
+            "connectivity": info.params["connectivity"],
+            "expansion_search": info.params["expansion_search"],
         }
         print(
             f"{'ANN (usearch)':>18}: built in {build_ann_s:.1f}s | p50 {ann_row['ann_p50_ms']:.2f} ms "

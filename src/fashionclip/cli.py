@@ -141,20 +141,32 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if len(source.warnings) > args.max_warnings:
         print(f"warning: ... {len(source.warnings) - args.max_warnings} more", file=sys.stderr)
     catalog_dir = Path(args.catalog)
-    model_name = args.model
-    if model_name is None and (catalog_dir / DB_NAME).is_file():
-        model_name = Catalog.open(catalog_dir).model_identity.name  # the model that built it
-    model = _load_model(model_name, args.device, args.allow_pickle)
-    if args.rebuild_if_model_changed and (catalog_dir / DB_NAME).is_file():
-        try:
-            Catalog.open(catalog_dir, model).close()
-        except ModelMismatchError as exc:
-            print(
-                f"{exc}\n--rebuild-if-model-changed: removing it and embedding every product again",
-                file=sys.stderr,
-            )
-            Catalog.delete(catalog_dir)
-    with Catalog.open_or_create(catalog_dir, model) as catalog:
+    # Opened once: without a model to learn which model built it, then the model is attached.
+    catalog = Catalog.open(catalog_dir) if (catalog_dir / DB_NAME).is_file() else None
+    try:
+        model_name = args.model or (catalog.model_identity.name if catalog else None)
+        model = _load_model(model_name, args.device, args.allow_pickle)
+        if catalog is not None and args.rebuild_if_model_changed:
+            try:
+                catalog.check_model(model)
+            except ModelMismatchError as exc:
+                print(
+                    f"{exc}\n--rebuild-if-model-changed: removing it and embedding every "
+                    "product again",
+                    file=sys.stderr,
+                )
+                catalog.close()
+                catalog = None
+                Catalog.delete(catalog_dir)
+        if catalog is None:
+            catalog = Catalog.create(catalog_dir, model)
+        else:
+            catalog.attach_model(model)
+    except BaseException:
+        if catalog is not None:
+            catalog.close()
+        raise
+    with catalog:
         report = catalog.index(
             source,
             batch_size=args.batch_size,
@@ -197,27 +209,24 @@ def _parse_filters(items: Sequence[str] | None) -> dict[str, list[str]]:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from fashionclip.errors import InvalidQueryError
-    from fashionclip.index import Catalog
+    from fashionclip.index import Catalog, Query
 
     given = [x for x in (args.query, args.image, args.like) if x is not None]
     if len(given) != 1:
         raise InvalidQueryError("give exactly one of: a query text, --image PATH or --like ID")
-    filters = _parse_filters(args.filter)
-    catalog = Catalog.open(args.catalog)
-    if args.like is None:
-        if args.query is not None and not args.query.strip():
-            raise InvalidQueryError("the query text is empty")
-        name = args.model or catalog.model_identity.name
-        catalog.close()
-        catalog = Catalog.open(args.catalog, _load_model(name, args.device, args.allow_pickle))
-    with catalog:
-        options = {"k": args.top_k, "filters": filters, "exact": True if args.exact else None}
-        if args.like is not None:
-            results = catalog.search(like=args.like, **options)
-        elif args.image is not None:
-            results = catalog.search(image=args.image, **options)
-        else:
-            results = catalog.search(args.query, **options)
+    query = Query(  # validated before any model is loaded
+        text=args.query,
+        image=args.image,
+        like=args.like,
+        k=args.top_k,
+        filters=_parse_filters(args.filter),
+        exact=True if args.exact else None,
+    )
+    with Catalog.open(args.catalog) as catalog:
+        if query.needs_encoding:
+            name = args.model or catalog.model_identity.name
+            catalog.attach_model(_load_model(name, args.device, args.allow_pickle))
+        results = catalog.run(query)
     if args.json:
         _print_json([r.to_dict() for r in results])
     else:

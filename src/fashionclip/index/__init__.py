@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from fashionclip.index.catalog import (
-    Catalog,
+from fashionclip.index.backends import AnnInfo
+from fashionclip.index.catalog import Catalog
+from fashionclip.index.indexer import IndexFailure, IndexReport
+from fashionclip.index.query import Query, QueryLimits
+from fashionclip.index.store import CatalogFormatError, CatalogNotFoundError
+from fashionclip.index.types import (
     CatalogExistsError,
     CatalogModel,
     CatalogProduct,
     CatalogStats,
     CompactReport,
-    IndexFailure,
-    IndexReport,
     ProductNotFoundError,
     SearchResult,
 )
-from fashionclip.index.store import CatalogFormatError, CatalogNotFoundError
 
 __all__ = [
+    "AnnInfo",
     "Catalog",
     "CatalogExistsError",
     "CatalogFormatError",
@@ -28,5 +30,7 @@ __all__ = [
     "IndexFailure",
     "IndexReport",
     "ProductNotFoundError",
+    "Query",
+    "QueryLimits",
     "SearchResult",
 ]

@@ -6,7 +6,7 @@ Layout of a catalog folder::
                           segments(id, file, first_slot, n_rows, dim, created_at)
                           meta(key, value): format_version, model, columns, counters, generation
     vectors/seg-000001.npy  float32 (n_rows, dim); row i holds slot first_slot + i
-    ann/usearch-*.index   optional approximate index (meta key "ann"), see ann.py
+    ann/<backend>-*.index optional approximate index (meta key "ann"), see backends/
     index-report.json     the last indexing run (counts + failures)
 
 A slot is live when a product row points at it; every other row of a segment is a tombstone.
@@ -14,6 +14,9 @@ Crash safety rests on one rule: a segment file is written to a temporary name, f
 renamed *while the SQLite write lock is held*, and only then does the transaction that
 references it commit. A file no committed row references is therefore an orphan of an
 interrupted writer; openers that can take the write lock delete such files.
+
+Every SQL statement and every file of a catalog is written here; :mod:`.catalog` and
+:mod:`.indexer` call the public methods of :class:`Store`.
 """
 
 from __future__ import annotations
@@ -24,21 +27,33 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fashionclip.errors import FashionCLIPError
+from fashionclip.index.snapshot import Segment, Snapshot
 
 FORMAT_VERSION = 1
 DB_NAME = "catalog.sqlite"
 VECTORS_DIR = "vectors"
 REPORT_NAME = "index-report.json"
 ANN_DIR = "ann"
+
+#: Products per SQL ``IN (...)`` list (SQLite allows 32,766 variables; stay far below).
+SQL_CHUNK = 900
+#: Largest segment that merging writes (rows); 262,144 x 512 float32 = 512 MiB.
+MAX_SEGMENT_ROWS = 262_144
+
+_UPSERT = (
+    "INSERT INTO products(id, slot, content_hash, image, metadata, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, "
+    "content_hash = excluded.content_hash, image = excluded.image, "
+    "metadata = excluded.metadata, updated_at = excluded.updated_at"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -76,62 +91,34 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-@dataclass
-class Segment:
-    """One memory-mapped vector file of a snapshot; ``offset`` is its first row position."""
+class ProductRow(NamedTuple):
+    """A product to store with a new vector: metadata as JSON text and as a mapping."""
 
-    id: int
-    file: str
-    first_slot: int
-    n_rows: int
-    offset: int
-    vectors: np.ndarray
+    id: str
+    image: str | None
+    metadata_json: str
+    content_hash: str | None
+    metadata: Mapping[str, Any]
 
 
-@dataclass
-class Snapshot:
-    """What search needs, loaded once per catalog generation and then shared by all threads.
+class MetadataUpdate(NamedTuple):
+    """A product whose vector stays and whose image path or metadata changes."""
 
-    Rows are addressed by *position*: segments in slot order, concatenated. ``live`` marks
-    positions a product points at; ``dead`` lists the others (tombstones). Per-column value
-    codes for filters and facets are built lazily and cached here.
-    """
+    id: str
+    image: str | None
+    metadata_json: str
+    metadata: Mapping[str, Any]
 
-    generation: int
-    dim: int
-    segments: list[Segment]
-    n_rows: int
-    live: np.ndarray
-    dead: np.ndarray
-    n_live: int
-    columns: list[str]
-    ann: dict[str, Any] | None = None
-    column_codes: dict[str, tuple[np.ndarray, list[object], dict[object, int]]] = field(
-        default_factory=dict
-    )
-    filter_cache: dict[tuple, np.ndarray] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def positions_of_slots(self, slots: np.ndarray) -> np.ndarray:
-        """Row positions of the given slots (all must belong to a segment of this snapshot)."""
-        if not self.segments:
-            return np.zeros(0, dtype=np.int64)
-        firsts = np.array([s.first_slot for s in self.segments], dtype=np.int64)
-        offsets = np.array([s.offset for s in self.segments], dtype=np.int64)
-        seg = np.searchsorted(firsts, slots, side="right") - 1
-        return offsets[seg] + (slots - firsts[seg])
+class StoredProduct(NamedTuple):
+    """A products row as stored (metadata still JSON text)."""
 
-    def slots_of_positions(self, positions: np.ndarray) -> np.ndarray:
-        offsets = np.array([s.offset for s in self.segments], dtype=np.int64)
-        firsts = np.array([s.first_slot for s in self.segments], dtype=np.int64)
-        seg = np.searchsorted(offsets, positions, side="right") - 1
-        return firsts[seg] + (positions - offsets[seg])
-
-    def vector_at(self, position: int) -> np.ndarray:
-        for seg in self.segments:
-            if seg.offset <= position < seg.offset + seg.n_rows:
-                return np.array(seg.vectors[position - seg.offset], dtype=np.float32)
-        raise IndexError(position)
+    id: str
+    slot: int
+    content_hash: str | None
+    image: str | None
+    metadata_json: str
+    updated_at: str
 
 
 class Store:
@@ -212,7 +199,8 @@ class Store:
 
     # -- meta --------------------------------------------------------------------------------
 
-    def get_meta(self, key: str, con: sqlite3.Connection | None = None) -> object:
+    def get_meta(self, key: str, con: sqlite3.Connection | None = None) -> Any:
+        """A meta value (decoded JSON), None when the key is absent."""
         row = (
             (con or self.connection())
             .execute("SELECT value FROM meta WHERE key = ?", (key,))
@@ -338,6 +326,171 @@ class Store:
             with suppress(OSError):
                 ((folder or self.vectors_dir) / name).unlink()
 
+    def commit_batch(
+        self,
+        vectors: np.ndarray | None,
+        rows: Sequence[ProductRow],
+        metadata_updates: Sequence[MetadataUpdate] = (),
+    ) -> int | None:
+        """One transaction: a new segment holding ``vectors`` for ``rows`` (upserted, row i
+        at the segment's slot i) plus metadata-only updates; new metadata columns are added
+        to the ``columns`` meta row. Returns the new segment's id (None without rows)."""
+        stamp = now_iso()
+        seg_id = None
+        with self.write() as con:
+            if vectors is not None and len(rows):
+                seg_id, first = self.write_segment(con, vectors)
+                con.executemany(
+                    _UPSERT,
+                    [
+                        (r.id, first + i, r.content_hash, r.image, r.metadata_json, stamp)
+                        for i, r in enumerate(rows)
+                    ],
+                )
+            con.executemany(
+                "UPDATE products SET image = ?, metadata = ?, updated_at = ? WHERE id = ?",
+                [(u.image, u.metadata_json, stamp, u.id) for u in metadata_updates],
+            )
+            metas = [r.metadata for r in rows] + [u.metadata for u in metadata_updates]
+            self._add_columns(con, metas)
+        return seg_id
+
+    def _add_columns(self, con: sqlite3.Connection, metas: Iterable[Mapping[str, Any]]) -> None:
+        columns = list(self.get_meta("columns", con) or [])
+        count = len(columns)
+        known = set(columns)
+        for meta in metas:
+            for name in meta:
+                if name not in known:
+                    known.add(name)
+                    columns.append(name)
+        if len(columns) != count:
+            self.set_meta(con, "columns", columns)
+
+    def merge_segments(self, segment_ids: Sequence[int], max_rows: int = MAX_SEGMENT_ROWS) -> None:
+        """Rewrite the live rows of some segments into new ones (at most ``max_rows`` rows
+        each), repoint their products, then drop the old segments and files."""
+        if not segment_ids:
+            return
+        old_files: list[str] = []
+        with self.write() as con:
+            marks = ",".join("?" * len(segment_ids))
+            segs = con.execute(
+                f"SELECT file, first_slot, n_rows FROM segments WHERE id IN ({marks}) "
+                "ORDER BY first_slot",
+                list(segment_ids),
+            ).fetchall()
+            pending = _PendingSegment(self, con, max_rows)
+            for file, first_slot, n_rows in segs:
+                old_files.append(file)
+                live = np.fromiter(
+                    (
+                        r[0]
+                        for r in con.execute(
+                            "SELECT slot FROM products WHERE slot >= ? AND slot < ? ORDER BY slot",
+                            (first_slot, first_slot + n_rows),
+                        )
+                    ),
+                    dtype=np.int64,
+                )
+                if len(live):
+                    data = np.load(self.vectors_dir / file, mmap_mode="r")
+                    pending.extend(live, data, first_slot)
+            pending.flush()
+            con.execute(f"DELETE FROM segments WHERE id IN ({marks})", list(segment_ids))
+        self.delete_segment_files(old_files)
+
+    def remove_products(self, ids: Sequence[str]) -> int:
+        """Delete product rows (their vectors become tombstones); returns how many existed."""
+        removed = 0
+        with self.write() as con:
+            for start in range(0, len(ids), SQL_CHUNK):
+                chunk = list(ids[start : start + SQL_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                cursor = con.execute(f"DELETE FROM products WHERE id IN ({marks})", chunk)
+                removed += cursor.rowcount
+        return removed
+
+    def set_ann(
+        self, meta: dict[str, Any], write: Callable[[Path], None], segment_ids: Iterable[int]
+    ) -> None:
+        """Write the ANN file ``meta["file"]`` and record ``meta`` in one transaction; the
+        previous ANN file is deleted. Refused when a segment it covers is gone (compacted)."""
+        with self.write() as con:
+            present = {row[0] for row in con.execute("SELECT id FROM segments")}
+            if not set(segment_ids) <= present:
+                raise FashionCLIPError(
+                    "the catalog was compacted while the ANN index was built; build it again"
+                )
+            self.write_file(self.root / ANN_DIR, str(meta["file"]), write)
+            old = self.get_meta("ann", con)
+            self.set_meta(con, "ann", meta)
+        if isinstance(old, dict) and old.get("file") != meta["file"]:
+            self.delete_segment_files([str(old["file"])], self.root / ANN_DIR)
+
+    def drop_ann(self) -> None:
+        """Forget the ANN index and delete its file."""
+        with self.write() as con:
+            old = self.get_meta("ann", con)
+            con.execute("DELETE FROM meta WHERE key = 'ann'")
+        if isinstance(old, dict):
+            self.delete_segment_files([str(old["file"])], self.root / ANN_DIR)
+
+    def write_report(self, data: Mapping[str, Any]) -> None:
+        """Replace ``index-report.json`` (best effort: a read-only folder keeps the old one)."""
+        target = self.root / REPORT_NAME
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+            os.replace(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    # -- product reads -----------------------------------------------------------------------
+
+    def product(self, product_id: str) -> StoredProduct | None:
+        return self._products_where("id", [product_id]).get(product_id)
+
+    def products(self, ids: Sequence[str]) -> dict[str, StoredProduct]:
+        """The stored rows of those ``ids`` that exist, by id."""
+        return {p.id: p for p in self._products_where("id", ids).values()}
+
+    def products_at(self, slots: Sequence[int]) -> dict[int, StoredProduct]:
+        """The products at ``slots``, by slot (slots no product points at are left out)."""
+        found = self._products_where("slot", [int(s) for s in slots])
+        return {p.slot: p for p in found.values()}
+
+    def _products_where(self, column: str, values: Sequence[object]) -> dict[object, StoredProduct]:
+        """Rows whose ``column`` ("id" or "slot") is one of ``values``, keyed by that value."""
+        con = self.connection()
+        found: dict[object, StoredProduct] = {}
+        for start in range(0, len(values), SQL_CHUNK):
+            chunk = list(values[start : start + SQL_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for row in con.execute(
+                "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
+                f"WHERE {column} IN ({marks})",
+                chunk,
+            ):
+                product = StoredProduct(*row)
+                found[getattr(product, column)] = product
+        return found
+
+    def slot_of(self, product_id: str) -> int | None:
+        row = (
+            self.connection()
+            .execute("SELECT slot FROM products WHERE id = ?", (product_id,))
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    def product_ids(self) -> list[str]:
+        return [r[0] for r in self.connection().execute("SELECT id FROM products")]
+
+    def columns(self) -> list[str]:
+        """Metadata column names, in order of first appearance."""
+        return list(self.get_meta("columns") or [])
+
     # -- reads -------------------------------------------------------------------------------
 
     def load_snapshot(self) -> Snapshot:
@@ -396,22 +549,52 @@ class Store:
             ann=ann if isinstance(ann, dict) else None,
         )
         if len(slots):
-            snap.live[snap.positions_of_slots(slots)] = True
+            snap.live[snap.positions_in(slots)] = True
         snap.dead = np.flatnonzero(~snap.live)
         return snap
 
-    def column_values(self, column: str) -> tuple[np.ndarray, list[object]]:
+    def column_values(self, column: str) -> tuple[np.ndarray, list[Any]]:
         """``(slots, values)`` of one metadata column over all products (SQLite json_extract)."""
         path = '$."' + column.replace('"', '""') + '"'
         rows = self.connection().execute(
             "SELECT slot, json_extract(metadata, ?) FROM products", (path,)
         )
         slots: list[int] = []
-        values: list[object] = []
+        values: list[Any] = []
         for slot, value in rows:
             slots.append(slot)
             values.append(value)
         return np.array(slots, dtype=np.int64), values
+
+
+class _PendingSegment:
+    """Rows being gathered into merged segments of at most ``max_rows`` rows."""
+
+    def __init__(self, store: Store, con: sqlite3.Connection, max_rows: int) -> None:
+        self.store, self.con, self.max_rows = store, con, max_rows
+        self.slots: list[int] = []
+        self.vectors: list[np.ndarray] = []
+
+    def extend(self, slots: np.ndarray, vectors: np.ndarray, first_slot: int) -> None:
+        """Queue the rows of ``slots`` from a segment (``vectors``) starting at ``first_slot``."""
+        start = 0
+        while start < len(slots):
+            part = slots[start : start + self.max_rows - len(self.slots)]
+            self.vectors.append(np.asarray(vectors[part - first_slot]))
+            self.slots.extend(int(s) for s in part)
+            start += len(part)
+            if len(self.slots) >= self.max_rows:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.slots:
+            return
+        _, first = self.store.write_segment(self.con, np.concatenate(self.vectors))
+        self.con.executemany(
+            "UPDATE products SET slot = ? WHERE slot = ?",
+            [(first + i, old) for i, old in enumerate(self.slots)],
+        )
+        self.slots, self.vectors = [], []
 
 
 def _fsync_dir(path: Path) -> None:

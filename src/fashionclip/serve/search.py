@@ -4,7 +4,10 @@
 optionally, a *compare* model with its own catalog of the same products (e.g. plain CLIP next
 to FashionCLIP). It validates every input (query text, k, filters, labels, uploaded bytes)
 and raises :class:`~fashionclip.errors.FashionCLIPError` subclasses whose messages are meant
-for the person who sent the request; the web layer maps them to 4xx responses.
+for the person who sent the request; the web layer maps them to 4xx responses. A search request
+becomes one :class:`~fashionclip.index.Query` (validated once, with the service's limits) that
+each catalog runs with an *encode hook*: the query's text or image is encoded under the
+model's lock, inside :meth:`Catalog.run`, after the catalog has checked the filters.
 
 Thread safety: request threads run searches in parallel, but each model is entered by one
 thread at a time (a lock per model), because tokenizers and torch modules are not safe to
@@ -19,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +31,9 @@ from PIL import Image
 
 from fashionclip.data.images import load_image
 from fashionclip.errors import FashionCLIPError, ImageDecodeError, InvalidQueryError
-from fashionclip.index import Catalog, ProductNotFoundError, SearchResult
+from fashionclip.index import Catalog, ProductNotFoundError, Query, QueryLimits, SearchResult
+from fashionclip.index.query import FilterValue, check_id
+from fashionclip.models.prompts import check_labels, check_templates
 
 T = TypeVar("T")
 
@@ -39,7 +44,6 @@ KEY_COLUMNS = ("articleType", "baseColour", "gender", "category", "colour", "col
 #: Image formats sent to browsers as they are; anything else is re-encoded as a JPEG thumbnail.
 _WEB_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 
-FilterValue = str | int | float | bool
 Filters = Mapping[str, FilterValue | Sequence[FilterValue]]
 
 
@@ -70,6 +74,16 @@ class ServiceLimits:
             raise FashionCLIPError(f"default_k must be in 1..max_k, got {self.default_k}")
         if self.max_upload_bytes <= 0 or self.max_image_pixels <= 0:
             raise FashionCLIPError("upload limits must be positive")
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        """The bounds a search :class:`Query` is validated against."""
+        return QueryLimits(
+            default_k=self.default_k,
+            max_k=self.max_k,
+            max_query_chars=self.max_query_chars,
+            max_filter_values=self.max_filter_values,
+        )
 
 
 @dataclass(frozen=True)
@@ -218,7 +232,21 @@ class _Side:
     name: str  # "catalog" or "compare"
     catalog: Catalog
     model: _GuardedModel
-    columns: frozenset[str] = field(default_factory=frozenset)
+
+    def encode_hook(self, timing: dict[str, float]) -> Callable[[Query], Any]:
+        """Encodes a query's text or image under the model lock; records the seconds spent
+        waiting for the lock (``queue``) and encoding (``encode``) in ``timing``."""
+
+        def encode(query: Query) -> Any:
+            def work(model: Any) -> Any:
+                if query.text is not None:
+                    return model.encode_text(query.text)
+                return model.encode_images(query.image)
+
+            vector, timing["queue"], timing["encode"] = self.model.run(work)
+            return vector
+
+        return encode
 
 
 class SearchService:
@@ -246,19 +274,17 @@ class SearchService:
                 "own catalog of the same products (see fashionclip.serve.compare)"
             )
         self.limits = limits or ServiceLimits()
-        catalog._check_model(model)
+        catalog.check_model(model)
         guards: dict[int, _GuardedModel] = {}
 
         def guard(m: Any) -> _GuardedModel:
             return guards.setdefault(id(m), _GuardedModel(m))
 
-        self._primary = _Side("catalog", catalog, guard(model), frozenset(catalog.columns))
+        self._primary = _Side("catalog", catalog, guard(model))
         self._compare: _Side | None = None
         if compare_model is not None and compare_catalog is not None:
-            compare_catalog._check_model(compare_model)
-            self._compare = _Side(
-                "compare", compare_catalog, guard(compare_model), frozenset(compare_catalog.columns)
-            )
+            compare_catalog.check_model(compare_model)
+            self._compare = _Side("compare", compare_catalog, guard(compare_model))
         columns = catalog.columns
         if title_column is not None and title_column not in columns:
             raise FashionCLIPError(
@@ -338,7 +364,7 @@ class SearchService:
 
     def product(self, product_id: str) -> dict[str, Any]:
         """A product's title and metadata; ProductNotFoundError if unknown."""
-        stored = self._primary.catalog.get(self._check_id(product_id))
+        stored = self._primary.catalog.get(check_id(product_id))
         if stored is None:
             raise ProductNotFoundError(f"no product {product_id!r} in the catalog")
         return {
@@ -360,12 +386,9 @@ class SearchService:
     ) -> SearchResponse:
         """Products matching a text query, best first."""
         started = time.perf_counter()
-        text = self._check_query(query)
-        k, filters_, sides = self._prepare(k, filters, compare)
-        lists = [
-            self._search_side(side, lambda m: m.encode_text(text), k, filters_) for side in sides
-        ]
-        return self._response("text", {"text": text}, k, filters_, lists, started)
+        query_ = self._query(compare, text=query, k=k, filters=filters)
+        lists = [self._search_side(side, query_) for side in self._sides(compare)]
+        return self._response({"text": query_.text}, query_, lists, started)
 
     def search_image(
         self,
@@ -378,13 +401,11 @@ class SearchService:
     ) -> SearchResponse:
         """Products that look like an uploaded image (its bytes), best first."""
         started = time.perf_counter()
-        k, filters_, sides = self._prepare(k, filters, compare)
         image = self.decode_upload(data)
-        lists = [
-            self._search_side(side, lambda m: m.encode_images(image), k, filters_) for side in sides
-        ]
-        query = {"image": filename or "upload", "width": image.width, "height": image.height}
-        return self._response("image", query, k, filters_, lists, started)
+        query = self._query(compare, image=image, k=k, filters=filters)
+        lists = [self._search_side(side, query) for side in self._sides(compare)]
+        shown = {"image": filename or "upload", "width": image.width, "height": image.height}
+        return self._response(shown, query, lists, started)
 
     def more_like_this(
         self,
@@ -396,14 +417,11 @@ class SearchService:
     ) -> SearchResponse:
         """Products most similar to a catalog product (excluded from its own results)."""
         started = time.perf_counter()
-        product_id = self._check_id(product_id)
-        k, filters_, sides = self._prepare(k, filters, compare)
-        lists = [self._like_side(side, product_id, k, filters_) for side in sides]
-        product = self._primary.catalog.get(product_id)
-        title = self._title(product_id, product.metadata if product else {})
-        return self._response(
-            "like", {"id": product_id, "title": title}, k, filters_, lists, started
-        )
+        query = self._query(compare, like=product_id, k=k, filters=filters)
+        lists = [self._like_side(side, query) for side in self._sides(compare)]
+        product = self._primary.catalog.get(str(query.like))
+        title = self._title(str(query.like), product.metadata if product else {})
+        return self._response({"id": query.like, "title": title}, query, lists, started)
 
     def classify(
         self,
@@ -415,8 +433,9 @@ class SearchService:
     ) -> ClassifyResponse:
         """Zero-shot classification of an uploaded image against the given labels."""
         started = time.perf_counter()
-        labels_ = self._check_labels(labels)
-        templates_ = self._check_templates(templates)
+        limits = self.limits
+        labels_ = check_labels(labels, limits.max_labels, limits.max_label_chars)
+        templates_ = check_templates(templates, limits.max_templates, limits.max_query_chars)
         sides = self._sides(compare)
         image = self.decode_upload(data)
         results = []
@@ -473,7 +492,7 @@ class SearchService:
     def image_path(self, product_id: str) -> Path:
         """The image file of a catalog product: only paths the catalog recorded, by id."""
         try:
-            path = self._primary.catalog.image_path(self._check_id(product_id))
+            path = self._primary.catalog.image_path(check_id(product_id))
         except ProductNotFoundError:  # the catalog's message names its folder: keep it private
             raise ProductNotFoundError(f"no product {product_id!r} with an image") from None
         if not path.is_file():
@@ -528,60 +547,45 @@ class SearchService:
             )
         return [self._primary, self._compare]
 
-    def _prepare(
-        self, k: int | None, filters: Filters | None, compare: bool
-    ) -> tuple[int, dict[str, list[FilterValue]], list[_Side]]:
-        k = self._check_k(k)
-        sides = self._sides(compare)
-        return k, self._check_filters(filters, sides), sides
+    def _query(self, compare: bool, **inputs: Any) -> Query:
+        """The request as a :class:`Query` (validated with the service's limits), its filter
+        columns checked against every catalog that will run it."""
+        query = Query(**inputs, limits=self.limits.query_limits)
+        for side in self._sides(compare):
+            where = "catalog" if side is self._primary else "compare catalog"
+            query.check_columns(side.catalog.columns, where)
+        return query
 
-    def _search_side(
-        self,
-        side: _Side,
-        encode: Callable[[Any], Any],
-        k: int,
-        filters: dict[str, list[FilterValue]],
-    ) -> ResultList:
-        vector, queued, encoded = side.model.run(encode)
+    def _search_side(self, side: _Side, query: Query) -> ResultList:
+        timing = {"queue": 0.0, "encode": 0.0}
         began = time.perf_counter()
-        found = side.catalog.search(vector=np.asarray(vector), k=k, filters=filters or None)
-        searched = time.perf_counter() - began
-        timing = Timing(1000 * queued, 1000 * encoded, 1000 * searched)
-        return ResultList(side.name, side.model.name, self._hits(found), timing)
+        found = side.catalog.run(query, encode=side.encode_hook(timing))
+        searched = time.perf_counter() - began - timing["queue"] - timing["encode"]
+        times = Timing(1000 * timing["queue"], 1000 * timing["encode"], 1000 * searched)
+        return ResultList(side.name, side.model.name, self._hits(found), times)
 
-    def _like_side(
-        self, side: _Side, product_id: str, k: int, filters: dict[str, list[FilterValue]]
-    ) -> ResultList:
-        began = time.perf_counter()
+    def _like_side(self, side: _Side, query: Query) -> ResultList:
         try:
-            found = side.catalog.more_like_this(product_id, k=k, filters=filters or None)
+            return self._search_side(side, query)
         except ProductNotFoundError:
             if side is self._primary:
-                raise ProductNotFoundError(f"no product {product_id!r} in the catalog") from None
+                raise ProductNotFoundError(f"no product {query.like!r} in the catalog") from None
             return ResultList(
                 side.name,
                 side.model.name,
                 [],
                 Timing(),
-                error=f"product {product_id!r} is not in the compare catalog",
+                error=f"product {query.like!r} is not in the compare catalog",
             )
-        timing = Timing(search_ms=1000 * (time.perf_counter() - began))
-        return ResultList(side.name, side.model.name, self._hits(found), timing)
 
     def _response(
-        self,
-        kind: str,
-        query: dict[str, Any],
-        k: int,
-        filters: dict[str, list[FilterValue]],
-        lists: list[ResultList],
-        started: float,
+        self, shown: dict[str, Any], query: Query, lists: list[ResultList], started: float
     ) -> SearchResponse:
         return SearchResponse(
-            kind,
-            query,
-            k,
-            filters,
+            query.kind,
+            shown,
+            int(query.k or 0),
+            query.filter_values,
             lists[0],
             lists[1] if len(lists) > 1 else None,
             1000 * (time.perf_counter() - started),
@@ -599,115 +603,6 @@ class SearchService:
             if value not in (None, ""):
                 return str(value)
         return product_id
-
-    # -- validation --------------------------------------------------------------------------
-
-    def _check_query(self, query: object) -> str:
-        if not isinstance(query, str):
-            raise InvalidQueryError("the query must be a string")
-        text = " ".join(query.split())
-        if not text:
-            raise InvalidQueryError("the query text is empty")
-        if len(text) > self.limits.max_query_chars:
-            raise InvalidQueryError(
-                f"the query is {len(text)} characters; the limit is {self.limits.max_query_chars}"
-            )
-        return text
-
-    def _check_k(self, k: object) -> int:
-        if k is None:
-            return self.limits.default_k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise InvalidQueryError(f"k must be an integer, got {k!r}")
-        if not 1 <= int(k) <= self.limits.max_k:
-            raise InvalidQueryError(f"k must be between 1 and {self.limits.max_k}, got {k}")
-        return int(k)
-
-    def _check_id(self, product_id: object) -> str:
-        if not isinstance(product_id, str) or not product_id:
-            raise InvalidQueryError("the product id must be a non-empty string")
-        if len(product_id) > 1024:
-            raise InvalidQueryError("the product id is longer than 1024 characters")
-        return product_id
-
-    def _check_filters(
-        self, filters: Filters | None, sides: Sequence[_Side]
-    ) -> dict[str, list[FilterValue]]:
-        if filters is None:
-            return {}
-        if not isinstance(filters, Mapping):
-            raise InvalidQueryError(
-                "filters must be an object mapping a column to a value or a list of values, "
-                'e.g. {"gender": "Women", "articleType": ["Heels", "Flats"]}'
-            )
-        checked: dict[str, list[FilterValue]] = {}
-        for column, value in filters.items():
-            if not isinstance(column, str):
-                raise InvalidQueryError(f"filter column names must be strings, got {column!r}")
-            for side in sides:
-                if column not in side.columns:
-                    where = "catalog" if side is self._primary else "compare catalog"
-                    known = ", ".join(sorted(side.columns)) or "(none)"
-                    raise InvalidQueryError(
-                        f"unknown filter column {column!r}; the {where} has: {known}"
-                    )
-            values = list(value) if isinstance(value, (list, tuple)) else [value]
-            if not values:
-                raise InvalidQueryError(f"the filter on {column!r} lists no values")
-            if len(values) > self.limits.max_filter_values:
-                raise InvalidQueryError(
-                    f"the filter on {column!r} lists {len(values)} values; "
-                    f"the limit is {self.limits.max_filter_values}"
-                )
-            for item in values:
-                if not isinstance(item, (str, int, float, bool)) or (
-                    isinstance(item, float) and not np.isfinite(item)
-                ):
-                    raise InvalidQueryError(
-                        f"filter values must be strings or numbers; {column!r} has {item!r}"
-                    )
-            checked[column] = values
-        return checked
-
-    def _check_labels(self, labels: Sequence[str]) -> list[str]:
-        if isinstance(labels, str) or not isinstance(labels, Sequence):
-            raise InvalidQueryError("labels must be a list of strings")
-        cleaned = [" ".join(str(label).split()) for label in labels]
-        if len(cleaned) < 2:
-            raise InvalidQueryError("give at least two labels to choose from")
-        if len(cleaned) > self.limits.max_labels:
-            raise InvalidQueryError(
-                f"{len(cleaned)} labels given; the limit is {self.limits.max_labels}"
-            )
-        if any(not label for label in cleaned):
-            raise InvalidQueryError("labels must not be empty")
-        if any(len(label) > self.limits.max_label_chars for label in cleaned):
-            raise InvalidQueryError(
-                f"labels must be at most {self.limits.max_label_chars} characters"
-            )
-        if len(set(cleaned)) != len(cleaned):
-            raise InvalidQueryError("labels must be distinct")
-        return cleaned
-
-    def _check_templates(self, templates: Sequence[str] | None) -> list[str] | None:
-        if not templates:
-            return None
-        if isinstance(templates, str):
-            templates = [templates]
-        if len(templates) > self.limits.max_templates:
-            raise InvalidQueryError(
-                f"{len(templates)} templates given; the limit is {self.limits.max_templates}"
-            )
-        for template in templates:
-            if not isinstance(template, str) or template.count("{}") != 1:
-                raise InvalidQueryError(
-                    f"a template must contain '{{}}' exactly once for the label, got {template!r}"
-                )
-            if len(template) > self.limits.max_query_chars:
-                raise InvalidQueryError("a template is too long")
-            if "{" in template.replace("{}", "") or "}" in template.replace("{}", ""):
-                raise InvalidQueryError(f"a template may contain no other braces: {template!r}")
-        return list(templates)
 
 
 def _declared_size(data: bytes) -> tuple[int, int]:

@@ -350,7 +350,7 @@ def test_kill_9_mid_index_then_rerun(tmp_path, tiny_clip, tiny_clip_dir):
     assert len(cat.search("shirt", k=100)) == done
     report = cat.index(read_image_folder(tmp_path / "img"))
     assert report.added == 60 - done and report.unchanged == done and len(cat) == 60
-    referenced = {s.file for s in cat._current().segments}
+    referenced = {s.file for s in cat.snapshot().segments}
     assert {p.name for p in (cat.path / "vectors").iterdir()} == referenced
 
 
@@ -505,16 +505,16 @@ def test_concurrent_reads_while_writing(catalog, products):
 
 def test_ann_index(tmp_path, monkeypatch):
     pytest.importorskip("usearch")
-    import fashionclip.index.catalog as catalog_module
+    import fashionclip.index.backends.usearch as usearch_module
 
     ann_calls = []
-    real_search_keys = catalog_module.search_keys
+    real_search_keys = usearch_module.search_keys
 
     def counting_search_keys(index, q, count):
         ann_calls.append(count)
         return real_search_keys(index, q, count)
 
-    monkeypatch.setattr(catalog_module, "search_keys", counting_search_keys)
+    monkeypatch.setattr(usearch_module, "search_keys", counting_search_keys)
     rng = np.random.default_rng(3)
     dim, n = 24, 3000
     centres = rng.normal(size=(60, dim))

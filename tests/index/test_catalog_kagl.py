@@ -174,3 +174,26 @@ def test_index_with_changed_model_fails_or_rebuilds(kagl_dir, tiny_clip_dir, tmp
     # Same model again: nothing to rebuild, nothing re-embedded.
     code, out, err = _run(capsys, [*base, "--model", str(other), "--rebuild-if-model-changed"])
     assert code == 0 and json.loads(out)["unchanged"] == 20 and "again" not in err
+
+
+def test_cli_opens_each_catalog_once(kagl_dir, tiny_clip_dir, tmp_path, capsys, monkeypatch):
+    """`index` (model read from the catalog) and `search` open the catalog once, not 2-3x."""
+    folder = tmp_path / "catalog"
+    base = ["index", str(kagl_dir / "styles.csv"), "--catalog", str(folder), "--device", "cpu"]
+    base += ["--limit", "8", "--no-progress", "--json"]
+    assert _run(capsys, [*base, "--model", str(tiny_clip_dir)])[0] == 0
+    opened: list[str] = []
+    real_open = Catalog.open.__func__  # type: ignore[attr-defined]
+
+    def counting_open(cls, path, model=None):
+        opened.append(str(path))
+        return real_open(cls, path, model)
+
+    monkeypatch.setattr(Catalog, "open", classmethod(counting_open))
+    code, out, err = _run(capsys, [*base, "--rebuild-if-model-changed"])
+    assert code == 0 and json.loads(out)["unchanged"] == 8, err
+    assert len(opened) == 1
+    opened.clear()
+    code, out, err = _run(capsys, ["search", "--catalog", str(folder), "--device", "cpu", "shirt"])
+    assert code == 0 and out, err
+    assert len(opened) == 1

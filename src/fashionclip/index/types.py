@@ -1,0 +1,99 @@
+"""Value types of the catalog API: model identity, products, results, stats, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fashionclip.data.tables import MetadataValue
+from fashionclip.errors import FashionCLIPError
+
+
+class ProductNotFoundError(FashionCLIPError):
+    """A product id that is not in the catalog."""
+
+
+class CatalogExistsError(FashionCLIPError):
+    """``Catalog.create`` on a folder that already holds a catalog."""
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    """The identity of the model that embedded a catalog (cf. ``FashionCLIP.identity``)."""
+
+    name: str
+    kind: str
+    embedding_dim: int
+    fingerprint: str
+
+    @classmethod
+    def of(cls, model: Any) -> CatalogModel:
+        """From a model (anything with ``.identity``) or an identity-like object or dict."""
+        ident = getattr(model, "identity", model)
+        if isinstance(ident, Mapping):
+            return cls(
+                str(ident["name"]),
+                str(ident["kind"]),
+                int(ident["embedding_dim"]),
+                str(ident["fingerprint"]),
+            )
+        return cls(
+            str(ident.name), str(ident.kind), int(ident.embedding_dim), str(ident.fingerprint)
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.name!r} ({self.kind}, dim {self.embedding_dim}, "
+            f"fingerprint {self.fingerprint[:12]})"
+        )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One hit, best first in a result list; ``score`` is the cosine similarity."""
+
+    id: str
+    score: float
+    metadata: dict[str, MetadataValue]
+    image: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "score": self.score,
+            "image": None if self.image is None else str(self.image),
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class CatalogProduct:
+    """A stored product (what :meth:`Catalog.get` returns)."""
+
+    id: str
+    image: Path | None
+    metadata: dict[str, MetadataValue]
+    content_hash: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class CompactReport:
+    segments_before: int
+    segments_after: int
+    rows_before: int
+    rows_after: int
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    products: int
+    rows: int
+    tombstones: int
+    segments: int
+    embedding_dim: int
+    model: CatalogModel
+    columns: list[str]
+    vector_bytes: int
