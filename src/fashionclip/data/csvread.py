@@ -36,10 +36,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
@@ -53,8 +54,7 @@ ProblemKind = Literal["extra_fields", "missing_fields", "unterminated_quote", "b
 #: File suffixes read as delimited text; everything else but Parquet is refused.
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
-#: A quoted field spanning more lines than this is taken as an unterminated quote (bounds the
-#: cost of re-reading after one).
+#: A quoted field spanning more lines than this is taken as an unterminated quote.
 MAX_RECORD_LINES = 1000
 
 
@@ -81,7 +81,7 @@ class RawTable:
 
     path: Path
     columns: list[str]
-    rows: list[tuple[int, list[object]]]
+    rows: list[tuple[int, Sequence[object]]]
     problems: list[TableProblem] = field(default_factory=list)
     encoding: str | None = None  # None for Parquet
     notes: list[str] = field(default_factory=list)  # e.g. the cp1252 fallback
@@ -209,24 +209,6 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-class _Lines:
-    """Physical lines for ``csv.reader``, with rewinding and a cap on one record's length."""
-
-    def __init__(self, text: str) -> None:
-        self.lines = list(io.StringIO(text, newline=""))
-        self.next = 0
-        self.record_start = 0
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        if self.next >= len(self.lines) or self.next - self.record_start >= MAX_RECORD_LINES:
-            raise StopIteration
-        self.next += 1
-        return self.lines[self.next - 1]
-
-
 class _Parser:
     """Splits decoded text into records, applying the rules of the module docstring."""
 
@@ -238,41 +220,56 @@ class _Parser:
         self.extra = extra
         self.missing = missing
         self.problems: list[TableProblem] = []
+        self.columns: list[str] = []
+        self.rows: list[tuple[int, Sequence[object]]] = []
 
-    def parse(self, text: str) -> tuple[list[str], list[tuple[int, list[object]]]]:
-        lines = _Lines(text)
-        reader = csv.reader(lines, delimiter=self.delimiter, strict=True)
-        columns: list[str] = []
-        rows: list[tuple[int, list[object]]] = []
-        while True:
-            start = lines.record_start = lines.next
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                if not columns:
-                    raise TableError(f"{self.name} line {start + 1}: bad header ({exc})") from None
-                self._bad_record(start, lines.next - start, str(exc))
-                lines.next = start + 1
-                continue
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            if not columns:
-                columns = [c.strip() for c in fields]
-                continue
-            span = lines.next - start
-            if span > 1 and self._swallowed(lines.lines[start : lines.next], len(columns), fields):
-                self._bad_record(start, span, "unexpected end of data")
-                lines.next = start + 1
-                continue
-            cells = self._fit(start + 1, fields, columns)
-            if cells is not None:
-                rows.append((start + 1, cells))
-        return columns, rows
+    def parse(self, text: str) -> tuple[list[str], list[tuple[int, Sequence[object]]]]:
+        """Header and rows; after a bad record, reading restarts on the line after its first."""
+        lines = list(io.StringIO(text, newline=""))
+        start: int | None = 0
+        while start is not None:
+            start = self._parse_from(lines, start)
+        return self.columns, self.rows
 
-    def _swallowed(self, record: Sequence[str], n: int, fields: Sequence[str]) -> bool:
+    def _parse_from(self, lines: list[str], base: int) -> int | None:
+        """Read from line index ``base``; where to restart after a bad record (None: at the end).
+
+        Lines inside a bad record are read again from the line after its first; as a quote
+        char ends any swallowed field, the spans of bad records hardly overlap.
+        """
+        reader = csv.reader(
+            itertools.islice(lines, base, None), delimiter=self.delimiter, strict=True
+        )
+        n, rows, done = len(self.columns) or -1, self.rows, 0  # done: lines of finished records
+        try:
+            for fields in reader:
+                span, first = reader.line_num - done, base + done + 1
+                if span == 1 and len(fields) == n:  # the common case, kept fast
+                    rows.append((first, fields))
+                elif span > MAX_RECORD_LINES or (
+                    span > 1 and self._swallowed(lines[first - 1 : base + reader.line_num], fields)
+                ):
+                    self._bad_record(first, span, "")
+                    return first
+                elif fields and (len(fields) > 1 or fields[0].strip()):  # blank lines: ignored
+                    if not self.columns:
+                        self.columns = [c.strip() for c in fields]
+                        n = len(fields)
+                    else:
+                        self._add(first, fields)
+                done = reader.line_num
+        except csv.Error as exc:
+            if not self.columns:
+                raise TableError(
+                    f"{self.name} line {base + done + 1}: bad header ({exc})"
+                ) from None
+            self._bad_record(base + done + 1, reader.line_num - done, str(exc))
+            return base + done + 1
+        return None
+
+    def _swallowed(self, record: Sequence[str], fields: Sequence[str]) -> bool:
         """Whether a record spanning lines is an unterminated quote that ate whole rows."""
+        n = len(self.columns)
         if len(fields) != n:
             return True
         inner = record[1:-1]
@@ -280,23 +277,23 @@ class _Parser:
             line.strip() and line.count(self.delimiter) == n - 1 for line in inner
         )
 
-    def _bad_record(self, start: int, span: int, error: str) -> None:
-        line = start + 1
-        if span > 1 or "end of data" in error:
+    def _bad_record(self, line: int, span: int, error: str) -> None:
+        if span > 1 or not error or "end of data" in error:
             kind: ProblemKind = "unterminated_quote"
             text = "a quote opens a field and never closes (it would swallow the next rows)"
         else:
             kind, text = "bad_quote", f"malformed quoting ({error})"
         self._report(line, kind, False, f"{text}; skipped")
 
-    def _fit(self, line: int, fields: list[str], columns: list[str]) -> list[object] | None:
-        """The row's cells fitted to the header (extra / missing fields), or None if dropped."""
+    def _add(self, line: int, fields: list[str]) -> None:
+        """Add a row whose field count differs from the header's, fitted or dropped."""
+        columns = self.columns
         n, count = len(columns), len(fields)
         head = f"{count} fields for {n} columns"
         if count > n:
             if self.extra == "skip":
                 self._report(line, "extra_fields", False, f"{head}; skipped")
-                return None
+                return
             fields = fields[: n - 1] + [self.delimiter.join(fields[n - 1 :])]
             self._report(
                 line,
@@ -308,10 +305,10 @@ class _Parser:
         elif count < n:
             if self.missing == "skip":
                 self._report(line, "missing_fields", False, f"{head}; skipped")
-                return None
+                return
             self._report(line, "missing_fields", True, f"{head}; missing columns left empty")
             fields = fields + [""] * (n - count)
-        return list(fields)
+        self.rows.append((line, fields))
 
     def _report(self, line: int, kind: ProblemKind, kept: bool, text: str) -> None:
         self.problems.append(TableProblem(line, kind, kept, f"{self.name} line {line}: {text}"))
@@ -326,5 +323,7 @@ def _read_parquet(path: Path) -> RawTable:
         raise TableError(f"cannot read Parquet file {path}: {exc}") from None
     columns = [str(c) for c in table.column_names]
     data = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    rows = [(i + 1, [col[i] for col in data]) for i in range(table.num_rows)]
+    rows: list[tuple[int, Sequence[object]]] = [
+        (i + 1, [col[i] for col in data]) for i in range(table.num_rows)
+    ]
     return RawTable(path, columns, rows)

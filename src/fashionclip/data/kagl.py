@@ -121,10 +121,10 @@ def read_kagl_styles(kagl_dir: str | os.PathLike[str], *, hint: str = "") -> Kag
         warnings=table.warnings,
     )
     for line_no, cells in table.rows:
-        fields = [str(c) for c in cells]
-        if fields[0] in result.rows:
-            result.warnings.append(_duplicate_warning(table.path, line_no, fields[0]))
-        result.rows[fields[0]] = dict(zip(KAGL_COLUMNS, fields, strict=True))
+        row = dict(zip(KAGL_COLUMNS, map(str, cells), strict=True))
+        if row["id"] in result.rows:
+            result.warnings.append(_duplicate_warning(table.path, line_no, row["id"]))
+        result.rows[row["id"]] = row
     return result
 
 

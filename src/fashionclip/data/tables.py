@@ -298,7 +298,7 @@ def _read_rows(
     path: Path,
     extra_fields: ExtraFields = "merge_last",
     encoding: str | None = None,
-) -> tuple[list[str], list[tuple[int, list[object]]], list[str]]:
+) -> tuple[list[str], list[tuple[int, Sequence[object]]], list[str]]:
     """Header, ``(line_number, cells)`` rows and warnings of a table (see :func:`read_rows`)."""
     try:
         table = read_rows(path, encoding=encoding, extra_fields=extra_fields)
