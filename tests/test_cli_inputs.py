@@ -17,6 +17,14 @@ def _one_error_line(err: str, command: str) -> str:
     return lines[0]
 
 
+def _index(model_dir: Path, tmp_path: Path, table: Path, *options: str) -> int:
+    """`fashionclip index --json` of ``table`` into ``tmp_path/cat`` (images product_{id}.png)."""
+    return main(
+        ["index", "--catalog", str(tmp_path / "cat"), "--model", str(model_dir), "--no-progress",
+         "--image-template", "product_{id}.png", "--json", *options, str(table)]
+    )  # fmt: skip
+
+
 def test_index_binary_table_is_one_line_rc_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -37,16 +45,13 @@ def test_index_encoding_option(
 ) -> None:
     table = tmp_path / "products.csv"
     table.write_bytes("id,name\n0,Платье\n1,Рубашка\n".encode("cp1251"))
-    catalog = str(tmp_path / "cat")
-    base = ["index", "--catalog", catalog, "--model", str(tiny_clip_dir), "--no-progress"]
-    base += ["--image-template", "product_{id}.png", "--json"]
-    assert main([*base, str(table)]) == 2
+    assert _index(tiny_clip_dir, tmp_path, table) == 2
     line = _one_error_line(capsys.readouterr().err, "index")
     assert "not UTF-8 text (byte 0xcf at line 2)" in line and "--encoding" in line
-    assert main([*base, "--encoding", "cp1251", str(table)]) == 0
+    assert _index(tiny_clip_dir, tmp_path, table, "--encoding", "cp1251") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["added"] == 2 and summary["warnings"] == []
-    code = main(["search", "--catalog", catalog, "--json", "dress"])
+    code = main(["search", "--catalog", str(tmp_path / "cat"), "--json", "dress"])
     assert code == 0
     hits = json.loads(capsys.readouterr().out)
     assert {hit["metadata"]["name"] for hit in hits} == {"Платье", "Рубашка"}
@@ -60,11 +65,7 @@ def test_index_unterminated_quote_keeps_other_rows(
 ) -> None:
     table = tmp_path / "products.csv"
     table.write_text('id,name\n0,a\n1,"b\n2,c\n3,d\n', encoding="utf-8")
-    code = main(
-        ["index", "--catalog", str(tmp_path / "cat"), "--model", str(tiny_clip_dir),
-         "--no-progress", "--image-template", "product_{id}.png", "--json", str(table)]
-    )  # fmt: skip
-    assert code == 0
+    assert _index(tiny_clip_dir, tmp_path, table) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert summary["added"] == 3
@@ -108,13 +109,8 @@ def test_classify_some_bad_images(
 def _catalog(tiny_clip_dir: Path, tmp_path: Path, header: str, rows: list[str]) -> str:
     table = tmp_path / "products.csv"
     table.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    catalog = str(tmp_path / "cat")
-    code = main(
-        ["index", "--catalog", catalog, "--model", str(tiny_clip_dir), "--no-progress",
-         "--image-template", "product_{id}.png", str(table)]
-    )  # fmt: skip
-    assert code == 0
-    return catalog
+    assert _index(tiny_clip_dir, tmp_path, table) == 0
+    return str(tmp_path / "cat")
 
 
 def test_search_filter_if_present_without_the_column(

@@ -97,7 +97,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         images, batch_size=args.batch_size, show_progress=args.progress
     )
     if not outcome.ok_indices:
-        shown = "; ".join(f"{f.source} ({f.reason})" for f in outcome.failures[:3])
+        shown = "; ".join(
+            f.reason if f.source in f.reason else f"{f.source}: {f.reason}"
+            for f in outcome.failures[:3]
+        )
         more = f"; ... {len(outcome.failures) - 3} more" if len(outcome.failures) > 3 else ""
         raise FashionCLIPError(f"no readable image: {shown}{more}")
     predictions = model.predictions(outcome.embeddings, labels, label_vectors)

@@ -123,8 +123,10 @@ def test_tsv_and_header_errors(tmp_path: Path) -> None:
         read_rows(_write(tmp_path / "dup.csv", ["id,id", "1,2"]))
     with pytest.raises(TableError, match="empty table"):
         read_rows(_write(tmp_path / "blank.csv", ["", ""]))
-    with pytest.raises(TableError, match="line 1: bad header"):
+    with pytest.raises(TableError, match="line 1: bad header: malformed quoting"):
         read_rows(_write(tmp_path / "head.csv", ['"id"x,name', "1,2"]))
+    with pytest.raises(TableError, match="line 2: bad header: a quote opens a field and never"):
+        read_rows(_write(tmp_path / "open.csv", ["", '"id,name', "1,2"]))
 
 
 # ------------------------------------------------------------------------------------ encodings

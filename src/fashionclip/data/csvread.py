@@ -259,10 +259,6 @@ class _Parser:
                         self._add(first, fields)
                 done = reader.line_num
         except csv.Error as exc:
-            if not self.columns:
-                raise TableError(
-                    f"{self.name} line {base + done + 1}: bad header ({exc})"
-                ) from None
             self._bad_record(base + done + 1, reader.line_num - done, str(exc))
             return base + done + 1
         return None
@@ -278,11 +274,14 @@ class _Parser:
         )
 
     def _bad_record(self, line: int, span: int, error: str) -> None:
+        """Report a record with broken quoting (dropped); in the header it is an error."""
         if span > 1 or not error or "end of data" in error:
             kind: ProblemKind = "unterminated_quote"
             text = "a quote opens a field and never closes (it would swallow the next rows)"
         else:
             kind, text = "bad_quote", f"malformed quoting ({error})"
+        if not self.columns:
+            raise TableError(f"{self.name} line {line}: bad header: {text}")
         self._report(line, kind, False, f"{text}; skipped")
 
     def _add(self, line: int, fields: list[str]) -> None:
