@@ -88,6 +88,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- classify
 def _cmd_classify(args: argparse.Namespace) -> int:
+    """Classify the images that decode; the others are reported. None readable: exit 2."""
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     model = _load_model(args.model, args.device, args.allow_pickle)
     label_vectors = model.label_embeddings(labels, args.template or None)
@@ -95,6 +96,13 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     outcome = model.try_encode_images(
         images, batch_size=args.batch_size, show_progress=args.progress
     )
+    if not outcome.ok_indices:
+        shown = "; ".join(
+            f.reason if f.source in f.reason else f"{f.source}: {f.reason}"
+            for f in outcome.failures[:3]
+        )
+        more = f"; ... {len(outcome.failures) - 3} more" if len(outcome.failures) > 3 else ""
+        raise FashionCLIPError(f"no readable image: {shown}{more}")
     predictions = model.predictions(outcome.embeddings, labels, label_vectors)
     rows = [
         {
@@ -116,18 +124,23 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             print(f"{row['image']}\t{best}\t{row['scores'][best]:.3f}")
         for failure in failures:
             print(f"skipped {failure['image']}: {failure['error']}", file=sys.stderr)
-    return 0 if rows or not failures else 1
+    return 0
 
 
 # ---------------------------------------------------------------------------------------- index
 def _cmd_index(args: argparse.Namespace) -> int:
+    from fashionclip.data.csvread import print_warnings
     from fashionclip.data.tables import IdSubset, read_catalog_source
     from fashionclip.index import Catalog
     from fashionclip.index.store import DB_NAME, REPORT_NAME
 
     if args.ids_where and not args.ids_file:
         raise FashionCLIPError("--ids-where needs --ids-file")
-    subset = IdSubset.parse(args.ids_file, args.ids_where) if args.ids_file else None
+    subset = (
+        IdSubset.parse(args.ids_file, args.ids_where, encoding=args.encoding)
+        if args.ids_file
+        else None
+    )
     source = read_catalog_source(
         args.source,
         id_column=args.id_column,
@@ -135,11 +148,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
         image_template=args.image_template,
         subset=subset,
         limit=args.limit,
+        encoding=args.encoding,
     )
-    for warning in source.warnings[: args.max_warnings]:
-        print(f"warning: {warning}", file=sys.stderr)
-    if len(source.warnings) > args.max_warnings:
-        print(f"warning: ... {len(source.warnings) - args.max_warnings} more", file=sys.stderr)
+    print_warnings(source.warnings, args.max_warnings)
     catalog_dir = Path(args.catalog)
     # Opened once: without a model to learn which model built it, then the model is attached.
     catalog = Catalog.open(catalog_dir) if (catalog_dir / DB_NAME).is_file() else None
@@ -214,15 +225,24 @@ def _cmd_search(args: argparse.Namespace) -> int:
     given = [x for x in (args.query, args.image, args.like) if x is not None]
     if len(given) != 1:
         raise InvalidQueryError("give exactly one of: a query text, --image PATH or --like ID")
-    query = Query(  # validated before any model is loaded
-        text=args.query,
-        image=args.image,
-        like=args.like,
-        k=args.top_k,
-        filters=_parse_filters(args.filter),
-        exact=True if args.exact else None,
-    )
     with Catalog.open(args.catalog) as catalog:
+        filters = _parse_filters(args.filter)
+        for column, values in _parse_filters(args.filter_if_present).items():
+            if column in catalog.columns:
+                filters.setdefault(column, []).extend(values)
+            else:
+                print(
+                    f"note: the catalog has no column {column!r}; --filter-if-present ignored",
+                    file=sys.stderr,
+                )
+        query = Query(  # validated before any model is loaded
+            text=args.query,
+            image=args.image,
+            like=args.like,
+            k=args.top_k,
+            filters=filters,
+            exact=True if args.exact else None,
+        )
         if query.needs_encoding:
             name = args.model or catalog.model_identity.name
             catalog.attach_model(_load_model(name, args.device, args.allow_pickle))
@@ -440,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     index.add_argument("--image-column", default=None, help="column holding image paths")
     index.add_argument("--id-column", default="id", help="column holding product ids")
+    index.add_argument(
+        "--encoding",
+        default=None,
+        help="text encoding of the table and --ids-file (default: UTF-8, or cp1252 when "
+        "that is unambiguous)",
+    )
     index.add_argument("--ids-file", default=None, help="table of ids to keep (e.g. splits.csv)")
     index.add_argument(
         "--ids-where", default=None, help="COLUMN=VALUE row filter for --ids-file (split=test)"
@@ -478,6 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="COLUMN=VALUE",
         help="keep products whose COLUMN equals VALUE; repeat a column to accept several values",
+    )
+    search.add_argument(
+        "--filter-if-present",
+        action="append",
+        metavar="COLUMN=VALUE",
+        help="like --filter, but ignored (with a note) when the catalog has no such column",
     )
     search.add_argument("--image", default=None, help="search by this image file")
     search.add_argument("--like", default=None, metavar="ID", help="products similar to ID")

@@ -578,3 +578,24 @@ def test_ann_index(tmp_path, monkeypatch):
     assert sorted(os.listdir(path / "ann")) == [second.file]
     cat.drop_ann()
     assert cat.ann_info is None and os.listdir(path / "ann") == []
+
+
+def test_report_counts_duplicate_ids_the_table_reader_skipped(tmp_path, tiny_clip):
+    """Regression: index-report.json said "duplicates": 0 while the reader skipped a repeat."""
+    from fashionclip.data.tables import read_catalog_source
+
+    make_products(tmp_path / "images", 3)
+    table = tmp_path / "products.csv"
+    table.write_text(
+        "id,image,gender\np000,images/p000.png,Men\np001,images/p001.png,Women\n"
+        "p000,images/p002.png,Men\n",
+        encoding="utf-8",
+    )
+    source = read_catalog_source(table, image_column="image")
+    assert source.duplicates == 1
+    with Catalog.create(tmp_path / "catalog", tiny_clip) as cat:
+        report = cat.index(source)
+    assert report.duplicates == 1
+    assert "1 duplicate id(s) skipped" in report.summary()
+    saved = json.loads((tmp_path / "catalog" / "index-report.json").read_text())
+    assert saved["duplicates"] == 1

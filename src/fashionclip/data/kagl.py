@@ -1,9 +1,12 @@
 """The one reader of the KAGL folder (Fashion Product Images, small): ``styles.csv`` and ``splits.csv``.
 
-``styles.csv`` has 22 lines whose product name holds unquoted commas; every line is parsed with
-``line.split(",", 9)``, so the name (the last column) keeps its commas. Such lines are kept and
-reported as warnings with their line numbers; lines with too few fields are skipped and reported.
-``splits.csv`` (id, split, image_sha256) is the canonical train / val / test split.
+Both are read by :func:`fashionclip.data.csvread.read_rows`, the reader every table goes
+through. ``styles.csv`` has 22 lines whose product name holds unquoted commas: the first nine
+commas separate the columns and the name (the last column) keeps the rest
+(``line.split(",", 9)``). Such lines are kept and reported as warnings with their line numbers;
+lines with too few fields (or an unterminated quote) are skipped and reported.
+``splits.csv`` (id, split, image_sha256) is the canonical train / val / test split; its lines
+with too many or too few fields are skipped and reported.
 Evaluation (:mod:`fashionclip.evaluate.datasets`) and training (:mod:`fashionclip.train.data`)
 both read KAGL through this module.
 """
@@ -14,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fashionclip.data.csvread import ExtraFields, RawTable, read_rows
 from fashionclip.errors import FashionCLIPError
 
 KAGL_COLUMNS = (
@@ -51,7 +55,7 @@ class KaglStyles:
     path: Path
     rows: dict[str, dict[str, str]]
     malformed_lines: list[int] = field(default_factory=list)  # extra commas: kept
-    skipped_lines: list[int] = field(default_factory=list)  # too few fields: dropped
+    skipped_lines: list[int] = field(default_factory=list)  # too few fields, bad quotes: dropped
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -79,65 +83,58 @@ class KaglSplits:
 
 
 def _read_table(
-    kagl_dir: str | os.PathLike, name: str, what: str, columns: tuple[str, ...], hint: str
-) -> tuple[Path, list[str]]:
-    """Path and data lines (without line endings) of a KAGL table whose header must be ``columns``."""
+    kagl_dir: str | os.PathLike[str],
+    name: str,
+    what: str,
+    columns: tuple[str, ...],
+    hint: str,
+    extra_fields: ExtraFields,
+) -> RawTable:
+    """A KAGL table read by :func:`read_rows`; its header must be ``columns``."""
     path = Path(kagl_dir) / name
     if not path.is_file():
         raise FashionCLIPError(f"KAGL {what} not found: {path}{hint}")
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().strip().split(",")
-        lines = [line.rstrip("\r\n") for line in handle]
-    if tuple(header) != columns:
-        raise FashionCLIPError(f"{path}: unexpected header {header}, expected {list(columns)}")
-    return path, lines
+    table = read_rows(path, extra_fields=extra_fields, missing_fields="skip")
+    if tuple(table.columns) != columns:
+        raise FashionCLIPError(
+            f"{path}: unexpected header {table.columns}, expected {list(columns)}"
+        )
+    return table
 
 
-def read_kagl_styles(kagl_dir: str | os.PathLike, *, hint: str = "") -> KaglStyles:
+def _dropped_lines(table: RawTable) -> list[int]:
+    return [p.line for p in table.problems if not p.kept]
+
+
+def _duplicate_warning(path: Path, line_no: int, product_id: str) -> str:
+    return f"{path.name} line {line_no}: duplicate id {product_id!r}; the later row is kept"
+
+
+def read_kagl_styles(kagl_dir: str | os.PathLike[str], *, hint: str = "") -> KaglStyles:
     """Read ``<kagl_dir>/styles.csv``; ``hint`` is appended to the not-found message."""
-    path, lines = _read_table(kagl_dir, "styles.csv", "styles table", KAGL_COLUMNS, hint)
-    result = KaglStyles(path=path, rows={})
-    n = len(KAGL_COLUMNS)
-    for line_no, line in enumerate(lines, start=2):
-        if not line:
-            continue
-        fields = line.split(",", n - 1)
-        if len(fields) != n:
-            result.skipped_lines.append(line_no)
-            result.warnings.append(
-                f"{path.name} line {line_no}: {len(fields)} fields for {n} columns; skipped"
-            )
-            continue
-        if "," in fields[-1]:
-            result.malformed_lines.append(line_no)
-            result.warnings.append(
-                f"{path.name} line {line_no}: unquoted ',' in {KAGL_COLUMNS[-1]!r}; kept as "
-                f"{fields[-1]!r}"
-            )
-        if fields[0] in result.rows:
-            result.warnings.append(
-                f"{path.name} line {line_no}: duplicate id {fields[0]!r}; the later row is kept"
-            )
-        result.rows[fields[0]] = dict(zip(KAGL_COLUMNS, fields, strict=True))
+    table = _read_table(kagl_dir, "styles.csv", "styles table", KAGL_COLUMNS, hint, "merge_last")
+    result = KaglStyles(
+        path=table.path,
+        rows={},
+        malformed_lines=table.problem_lines("extra_fields", kept=True),
+        skipped_lines=_dropped_lines(table),
+        warnings=table.warnings,
+    )
+    for line_no, cells in table.rows:
+        row = dict(zip(KAGL_COLUMNS, map(str, cells), strict=True))
+        if row["id"] in result.rows:
+            result.warnings.append(_duplicate_warning(table.path, line_no, row["id"]))
+        result.rows[row["id"]] = row
     return result
 
 
-def read_kagl_splits(kagl_dir: str | os.PathLike, *, hint: str = "") -> KaglSplits:
+def read_kagl_splits(kagl_dir: str | os.PathLike[str], *, hint: str = "") -> KaglSplits:
     """Read ``<kagl_dir>/splits.csv``; ``hint`` is appended to the not-found message."""
-    path, lines = _read_table(kagl_dir, "splits.csv", "split table", SPLITS_COLUMNS, hint)
-    result = KaglSplits(path=path, entries={})
-    for line_no, line in enumerate(lines, start=2):
-        fields = line.strip().split(",")
-        if len(fields) != len(SPLITS_COLUMNS):
-            if line.strip():
-                result.warnings.append(
-                    f"{path.name} line {line_no}: {len(fields)} fields for "
-                    f"{len(SPLITS_COLUMNS)} columns; skipped"
-                )
-            continue
-        if fields[0] in result.entries:
-            result.warnings.append(
-                f"{path.name} line {line_no}: duplicate id {fields[0]!r}; the later row is kept"
-            )
-        result.entries[fields[0]] = (fields[1], fields[2])
+    table = _read_table(kagl_dir, "splits.csv", "split table", SPLITS_COLUMNS, hint, "skip")
+    result = KaglSplits(path=table.path, entries={}, warnings=table.warnings)
+    for line_no, cells in table.rows:
+        product_id, split, sha = (str(c) for c in cells)
+        if product_id in result.entries:
+            result.warnings.append(_duplicate_warning(table.path, line_no, product_id))
+        result.entries[product_id] = (split, sha)
     return result

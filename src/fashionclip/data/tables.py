@@ -2,29 +2,25 @@
 
 Every reader returns a :class:`CatalogSource`: typed :class:`ProductRecord` rows (string id,
 image path, metadata) plus human-readable ``warnings``. Problems that affect single rows
-(extra commas, duplicate ids, ids of a subset file that are not in the table) become warnings
-with line numbers, never exceptions, so that one odd line does not stop a 44,000-row catalog.
-Mistakes that make the whole source unusable (missing file, missing id column, unknown
-template field) raise :class:`CatalogSourceError`.
+(extra commas, unterminated quotes, duplicate ids, ids of a subset file that are not in the
+table) become warnings with line numbers, never exceptions, so that one odd line does not stop
+a 44,000-row catalog. Mistakes that make the whole source unusable (missing, binary or
+undecodable file, missing id column, unknown template field) raise :class:`CatalogSourceError`.
 
-CSV rows with *more* fields than the header (KAGL's ``styles.csv`` has 22 such lines: commas
-inside ``productDisplayName``) are kept: the first ``n_columns - 1`` fields are the columns and
-the rest, re-joined with commas, is the last column. For unquoted lines this is exactly
-``line.split(",", n_columns - 1)``. Each such row is reported as a warning.
+Tables are parsed by :func:`fashionclip.data.csvread.read_rows` (encodings, KAGL's extra-comma
+lines, unterminated quotes: see there); this module turns rows into products.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from fashionclip.errors import FashionCLIPError
+from fashionclip.data.csvread import PARQUET_SUFFIXES, ExtraFields, TableError, read_rows
 
 MetadataValue = str | int | float | None
 
@@ -36,7 +32,7 @@ TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".parquet", ".pq"})
 DEFAULT_IMAGE_TEMPLATE = "images/{id}.jpg"
 
 
-class CatalogSourceError(FashionCLIPError):
+class CatalogSourceError(TableError):
     """A catalog source cannot be read as a whole (missing file, no id column, bad option)."""
 
 
@@ -57,6 +53,8 @@ class CatalogSource:
     warnings: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     source: Path | None = None
+    #: Rows (or image files) skipped because their id was already used (each is a warning).
+    duplicates: int = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -77,22 +75,30 @@ class IdSubset:
     column: str | None = None
     value: str | Sequence[str] | None = None
     id_column: str = "id"
+    encoding: str | None = None  # None: detected (see fashionclip.data.csvread)
 
     @classmethod
-    def parse(cls, path: Path | str, where: str | None = None, id_column: str = "id") -> IdSubset:
+    def parse(
+        cls,
+        path: Path | str,
+        where: str | None = None,
+        id_column: str = "id",
+        encoding: str | None = None,
+    ) -> IdSubset:
         """Build from CLI-style options: ``where`` is ``COLUMN=VALUE`` (``VALUE`` may be ``a|b``)."""
         if where is None:
-            return cls(path, id_column=id_column)
+            return cls(path, id_column=id_column, encoding=encoding)
         column, sep, value = where.partition("=")
         if not sep or not column.strip():
             raise CatalogSourceError(f"--ids-where must look like COLUMN=VALUE, got {where!r}")
         values = [v.strip() for v in value.split("|")]
-        return cls(path, column.strip(), values if len(values) > 1 else values[0], id_column)
+        chosen = values if len(values) > 1 else values[0]
+        return cls(path, column.strip(), chosen, id_column, encoding)
 
     def load_ids(self) -> set[str]:
         """The selected ids, as strings."""
         path = Path(self.path)
-        header, rows, _ = _read_rows(path)
+        header, rows, _ = _read_rows(path, encoding=self.encoding)
         if self.id_column not in header:
             raise CatalogSourceError(
                 f"id subset file {path} has no column {self.id_column!r} (columns: {', '.join(header)})"
@@ -122,7 +128,8 @@ def read_catalog_source(
     image_root: Path | str | None = None,
     subset: IdSubset | Iterable[str] | None = None,
     limit: int | None = None,
-    extra_fields: Literal["merge_last", "skip"] = "merge_last",
+    extra_fields: ExtraFields = "merge_last",
+    encoding: str | None = None,
 ) -> CatalogSource:
     """Read a folder of images or a CSV/Parquet table into a :class:`CatalogSource`.
 
@@ -130,6 +137,8 @@ def read_catalog_source(
     suffix). A table gives one product per row; its image is ``row[image_column]`` or
     ``image_template.format(**row)`` (default ``images/{id}.jpg``), relative to ``image_root``
     (default: the table's folder). ``subset`` keeps only some ids; ``limit`` the first N.
+    ``encoding`` is the table's text encoding (default: detected, see
+    :func:`fashionclip.data.csvread.decode_table`).
     """
     path = Path(source)
     if not path.exists():
@@ -148,6 +157,7 @@ def read_catalog_source(
             image_template=image_template,
             image_root=image_root,
             extra_fields=extra_fields,
+            encoding=encoding,
         )
     if subset is not None:
         _apply_subset(result, subset)
@@ -171,6 +181,7 @@ def read_image_folder(folder: Path | str) -> CatalogSource:
     records: list[ProductRecord] = []
     warnings: list[str] = []
     seen: dict[str, Path] = {}
+    duplicates = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
@@ -182,10 +193,11 @@ def read_image_folder(folder: Path | str) -> CatalogSource:
                 warnings.append(
                     f"{file}: id {product_id!r} already used by {seen[product_id]}; skipped"
                 )
+                duplicates += 1
                 continue
             seen[product_id] = file
             records.append(ProductRecord(product_id, file.resolve(), {}))
-    return CatalogSource(records, warnings, [], root)
+    return CatalogSource(records, warnings, [], root, duplicates)
 
 
 def read_table(
@@ -195,13 +207,14 @@ def read_table(
     image_column: str | None = None,
     image_template: str | None = None,
     image_root: Path | str | None = None,
-    extra_fields: Literal["merge_last", "skip"] = "merge_last",
+    extra_fields: ExtraFields = "merge_last",
+    encoding: str | None = None,
 ) -> CatalogSource:
     """Read a CSV/TSV/Parquet product table. See :func:`read_catalog_source`."""
     table = Path(path)
     if image_column and image_template:
         raise CatalogSourceError("give either an image column or an image template, not both")
-    header, rows, warnings = _read_rows(table, extra_fields=extra_fields)
+    header, rows, warnings = _read_rows(table, extra_fields, encoding)
     if id_column not in header:
         raise CatalogSourceError(
             f"{table} has no id column {id_column!r} (columns: {', '.join(header)}); "
@@ -218,7 +231,8 @@ def read_table(
     root = root.resolve()
 
     meta_columns = [c for c in header if c not in (id_column, image_column)]
-    if table.suffix.lower() in (".parquet", ".pq"):
+    converters: dict[str, Callable[[object], MetadataValue]]
+    if table.suffix.lower() in PARQUET_SUFFIXES:
         converters = {c: _typed_value for c in header}
     else:
         converters = {
@@ -227,6 +241,7 @@ def read_table(
     id_pos = header.index(id_column)
     records: list[ProductRecord] = []
     seen: dict[str, int] = {}
+    duplicates = 0
     for line_no, row in rows:
         raw_id = row[id_pos]
         if raw_id in ("", None):
@@ -238,6 +253,7 @@ def read_table(
                 f"{table.name} line {line_no}: duplicate id {product_id!r} "
                 f"(first at line {seen[product_id]}); skipped"
             )
+            duplicates += 1
             continue
         seen[product_id] = line_no
         cells = {c: row[i] for i, c in enumerate(header)}
@@ -256,7 +272,7 @@ def read_table(
             image = root / image
         metadata = {c: converters[c](cells[c]) for c in meta_columns}
         records.append(ProductRecord(product_id, image, metadata))
-    return CatalogSource(records, warnings, meta_columns, table)
+    return CatalogSource(records, warnings, meta_columns, table, duplicates)
 
 
 def _apply_subset(result: CatalogSource, subset: IdSubset | Iterable[str]) -> None:
@@ -279,71 +295,16 @@ def _apply_subset(result: CatalogSource, subset: IdSubset | Iterable[str]) -> No
 
 
 def _read_rows(
-    path: Path, extra_fields: Literal["merge_last", "skip"] = "merge_last"
-) -> tuple[list[str], list[tuple[int, list[object]]], list[str]]:
-    """Header, ``(line_number, cells)`` rows and warnings of a CSV/TSV/Parquet file.
-
-    CSV cells are strings ("" for empty); Parquet cells keep their Python types (None for null).
-    """
-    if not path.is_file():
-        raise CatalogSourceError(f"table not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return _read_parquet(path)
-    if suffix not in (".csv", ".tsv", ".txt"):
-        raise CatalogSourceError(
-            f"unsupported table format {path.suffix!r} ({path}); use .csv, .tsv or .parquet"
-        )
-    delimiter = "\t" if suffix == ".tsv" else ","
-    warnings: list[str] = []
-    rows: list[tuple[int, list[object]]] = []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise CatalogSourceError(f"empty table: {path}") from None
-        n = len(header)
-        if len(set(header)) != n:
-            raise CatalogSourceError(f"{path} has duplicate column names: {header}")
-        for fields in reader:
-            line_no = reader.line_num
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            if len(fields) > n:
-                if extra_fields == "skip":
-                    warnings.append(
-                        f"{path.name} line {line_no}: {len(fields)} fields for {n} columns; skipped"
-                    )
-                    continue
-                count = len(fields)
-                fields = fields[: n - 1] + [delimiter.join(fields[n - 1 :])]
-                warnings.append(
-                    f"{path.name} line {line_no}: {count} fields for {n} columns (unquoted "
-                    f"{delimiter!r} in the last column); kept, extra fields joined into "
-                    f"{header[-1]!r}: {fields[-1]!r}"
-                )
-            elif len(fields) < n:
-                warnings.append(
-                    f"{path.name} line {line_no}: {len(fields)} fields for {n} columns; "
-                    "missing columns left empty"
-                )
-                fields = fields + [""] * (n - len(fields))
-            rows.append((line_no, list(fields)))
-    return header, rows, warnings
-
-
-def _read_parquet(path: Path) -> tuple[list[str], list[tuple[int, list[object]]], list[str]]:
-    import pyarrow.parquet as pq
-
+    path: Path,
+    extra_fields: ExtraFields = "merge_last",
+    encoding: str | None = None,
+) -> tuple[list[str], list[tuple[int, Sequence[object]]], list[str]]:
+    """Header, ``(line_number, cells)`` rows and warnings of a table (see :func:`read_rows`)."""
     try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises many types for unreadable files
-        raise CatalogSourceError(f"cannot read Parquet file {path}: {exc}") from None
-    header = list(table.column_names)
-    columns = [table.column(c).to_pylist() for c in header]
-    rows = [(i + 1, [col[i] for col in columns]) for i in range(table.num_rows)]
-    return header, rows, []
+        table = read_rows(path, encoding=encoding, extra_fields=extra_fields)
+    except TableError as exc:
+        raise CatalogSourceError(str(exc)) from None
+    return table.columns, table.rows, table.warnings
 
 
 def _check_template(template: str, header: Sequence[str]) -> None:
@@ -375,17 +336,17 @@ def _cell_string(value: object) -> str:
     return str(value)
 
 
-def _column_converter(values: list[object]):
+def _column_converter(values: list[object]) -> Callable[[object], MetadataValue]:
     """Pick int, float or str for a CSV column from its non-empty values; '' becomes None.
 
     Integers are recognised only in canonical form, so codes like ``007`` stay strings.
     """
     strings = [v for v in values if isinstance(v, str) and v != ""]
     if strings and all(_is_int(s) for s in strings):
-        return lambda v: None if v in ("", None) else int(v)
+        return lambda v: None if v in ("", None) else int(str(v))
     if strings and all(_is_float(s) for s in strings):
-        return lambda v: None if v in ("", None) else _finite(float(v))
-    return lambda v: None if v in ("", None) else v
+        return lambda v: None if v in ("", None) else _finite(float(str(v)))
+    return lambda v: None if v in ("", None) else str(v)
 
 
 def _typed_value(value: object) -> MetadataValue:

@@ -326,6 +326,8 @@ class Catalog:
             else:
                 unique[record.id] = record
         report.total = len(unique)
+        if isinstance(records, CatalogSource):  # ids the reader already dropped as repeats
+            report.duplicates += records.duplicates
         from tqdm.auto import tqdm
 
         bar = tqdm(

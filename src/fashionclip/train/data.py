@@ -33,6 +33,7 @@ from fashionclip.data.captions import (
     kagl_caption_builder,
     sample_rng,
 )
+from fashionclip.data.csvread import print_warnings, read_rows
 from fashionclip.data.images import load_image
 from fashionclip.data.kagl import (
     default_data_dir,  # noqa: F401  (re-exported: benchmarks use it)
@@ -138,53 +139,38 @@ def _limit(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]
 
 
 def read_pairs_table(
-    path: str | os.PathLike | None,
+    path: str | os.PathLike[str] | None,
     image_column: str,
     caption_columns: Sequence[str],
     image_root: str | None = None,
+    encoding: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of a CSV/Parquet table as dicts with ``_image`` set to a resolved image path."""
-    import pandas as pd
+    """Rows of a CSV/Parquet table as dicts with ``_image`` set to a resolved image path.
 
+    The table is read by :func:`~fashionclip.data.csvread.read_rows`; its warnings (malformed
+    lines, encoding fallback) are printed on stderr.
+    """
     if path is None:
         raise FashionCLIPError("no training table given (data.train)")
-    path = Path(path)
-    if not path.is_file():
-        raise FashionCLIPError(f"table not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(
-                path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
-            )
-        else:
-            raise FashionCLIPError(
-                f"unsupported table format {suffix!r} (use .csv or .parquet): {path}"
-            )
-    except FashionCLIPError:
-        raise
-    except Exception as exc:  # pandas raises many types for malformed files
-        raise FashionCLIPError(f"cannot read table {path}: {exc}") from None
-    columns = [str(c) for c in frame.columns]
+    table = read_rows(path, encoding=encoding)
     for kind, col in [("image", image_column)] + [("caption", c) for c in caption_columns]:
-        if col not in columns:
+        if col not in table.columns:
             raise FashionCLIPError(
-                f"{kind} column {col!r} not found in {path}; columns are: {', '.join(columns)}"
+                f"{kind} column {col!r} not found in {table.path}; "
+                f"columns are: {', '.join(table.columns)}"
             )
-    root = Path(image_root) if image_root else path.parent
+    print_warnings(table.warnings)
+    root = Path(image_root) if image_root else table.path.parent
     rows = []
-    for record in frame.to_dict(orient="records"):
-        record = {str(k): v for k, v in record.items()}
+    for record in table.records():
         value = record.get(image_column)
-        image = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+        image = "" if value is None else str(value)
         record["_image"] = str(root / image) if image and not Path(image).is_absolute() else image
         rows.append(record)
     return rows
 
 
-def read_kagl_split(kagl_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:
+def read_kagl_split(kagl_dir: str | os.PathLike[str], split: str) -> list[dict[str, Any]]:
     """KAGL rows of one canonical split, sorted by id, each with ``_image`` set."""
     kagl_dir = Path(kagl_dir)
     splits = read_kagl_splits(kagl_dir, hint=" (set data.kagl_dir)")
@@ -193,7 +179,7 @@ def read_kagl_split(kagl_dir: str | os.PathLike, split: str) -> list[dict[str, A
             f"KAGL split {split!r} not in {splits.path}; splits are {splits.names()}"
         )
     styles = read_kagl_styles(kagl_dir, hint=" (set data.kagl_dir)").rows
-    rows = [
+    rows: list[dict[str, Any]] = [
         {**styles[i], "_image": str(kagl_dir / "images" / f"{i}.jpg")}
         for i in splits.ids(split)
         if i in styles

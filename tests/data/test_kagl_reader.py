@@ -105,4 +105,4 @@ def test_errors_and_default_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert default_data_dir() == tmp_path / "data"
     assert kagl_dir_default() == tmp_path / "data" / "kagl"
     monkeypatch.delenv("FASHIONCLIP_DATA_DIR")
-    assert default_data_dir() == Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    assert default_data_dir() == Path(__file__).resolve().parents[2].parent / "shared" / "data"

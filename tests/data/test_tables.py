@@ -93,6 +93,33 @@ def test_csv_extra_fields_quotes_and_types(tmp_path):
     assert source.records[0].image == (tmp_path / "images" / "1.jpg").resolve()
 
 
+def test_unterminated_quote_loses_one_product_only(tmp_path):
+    rows = [f"{i},Product {i},Men" for i in range(1, 8)]
+    rows[2] = '3,"Product 3,Men'
+    table = _write(tmp_path / "products.csv", "id,name,gender\n" + "\n".join(rows) + "\n")
+    source = read_table(table)
+    assert source.ids() == ["1", "2", "4", "5", "6", "7"]
+    assert source.records[2].metadata == {"name": "Product 4", "gender": "Men"}
+    assert source.warnings == [
+        "products.csv line 4: a quote opens a field and never closes (it would swallow the "
+        "next rows); skipped"
+    ]
+
+
+def test_duplicate_ids_are_counted(tmp_path):
+    table = _write(tmp_path / "t.csv", "id,name\n1,a\n2,b\n1,c\n2,d\n1,e\n")
+    source = read_catalog_source(table)
+    assert source.ids() == ["1", "2"] and source.duplicates == 3
+    assert sum("duplicate id" in w for w in source.warnings) == 3
+    assert read_catalog_source(_write(tmp_path / "u.csv", "id\n1\n2\n")).duplicates == 0
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ["a.jpg", "a.png", "b.jpg"]:
+        (folder / name).write_bytes(b"x")
+    images = read_image_folder(folder)
+    assert images.ids() == ["a", "b"] and images.duplicates == 1
+
+
 def test_csv_extra_fields_can_be_skipped(tmp_path):
     table = _write(tmp_path / "t.csv", "id,name\n1,a\n2,b,c\n")
     source = read_catalog_source(table, extra_fields="skip")
