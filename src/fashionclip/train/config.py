@@ -205,6 +205,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise FashionCLIPError for values that cannot work (before anything is loaded)."""
+        from fashionclip.train.loss import LOSS_KINDS
+
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -213,7 +215,7 @@ class TrainConfig:
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (self.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
             (self.optim.schedule in ("cosine", "constant"), "optim.schedule: cosine or constant"),
-            (self.loss.kind in ("auto", "clip", "siglip"), "loss.kind: auto, clip or siglip"),
+            (self.loss.kind in LOSS_KINDS, f"loss.kind: one of {', '.join(LOSS_KINDS)}"),
             (self.precision in ("auto", "fp32", "bf16"), "precision: auto, fp32 or bf16"),
             (self.best_mode in ("max", "min"), "best_mode: max or min"),
             (self.data.source in ("table", "kagl"), "data.source: table or kagl"),
@@ -291,7 +293,7 @@ def _field_paths(cls: type = TrainConfig, prefix: str = "") -> dict[str, type]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         path = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             paths.update(_field_paths(tp, path + "."))
         else:
             paths[path] = tp
@@ -346,7 +348,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, tp, prefix + name)

@@ -15,24 +15,44 @@ Two additions over the textbook losses:
 * Under data parallelism (``world_size > 1``) features are gathered from all ranks, with gradient
   (``gather_with_grad``), so every rank contrasts against the global batch; ``local_loss`` computes
   only the local rows against all columns (cheaper, same gradient in expectation).
+
+Every loss is called the same way, ``loss(image_features, text_features, logit_scale, logit_bias,
+labels=...)``, and built by :func:`create_loss` from its name in :data:`LOSSES` (cf. open_clip's
+``create_loss``), so the trainer never branches on the kind.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fashionclip.errors import FashionCLIPError
 from fashionclip.train.distributed import gather_features
 
 #: Upper bound on the temperature multiplier exp(logit_scale), as in CLIP.
 MAX_LOGIT_SCALE = 100.0
 
 
-class _TemperatureMixin(nn.Module):
-    def _init_temperature(self, init_logit_scale: float | None, init_logit_bias: float | None):
+class ContrastiveLoss(nn.Module):
+    """Base of the losses: one call signature, an optional own temperature / bias, the cap.
+
+    ``loss(image_features, text_features, logit_scale=None, logit_bias=None, labels=None)``
+    returns the scalar loss of a batch of (unnormalised) features.
+    """
+
+    #: Whether the loss uses a logit bias (the model must then have one).
+    uses_logit_bias: bool = False
+    max_logit_scale: float = MAX_LOGIT_SCALE
+    logit_scale: nn.Parameter | None
+    logit_bias: nn.Parameter | None
+
+    def _init_temperature(
+        self, init_logit_scale: float | None, init_logit_bias: float | None
+    ) -> None:
         self.logit_scale = (
             nn.Parameter(torch.tensor(float(init_logit_scale)))
             if init_logit_scale is not None
@@ -50,14 +70,25 @@ class _TemperatureMixin(nn.Module):
             raise ValueError(
                 "no logit_scale: pass the model's or build the loss with init_logit_scale"
             )
-        return scale.float().exp().clamp(max=self.max_logit_scale).reshape(())
+        return scale.float().exp().clamp(max=float(self.max_logit_scale)).reshape(())
+
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor | None = None,
+        logit_bias: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        raise NotImplementedError
 
 
-class ClipLoss(_TemperatureMixin):
+class ClipLoss(ContrastiveLoss):
     """Symmetric InfoNCE (CLIP): cross-entropy image->text and text->image, averaged.
 
-    ``forward(image_features, text_features, logit_scale=None, labels=None)`` takes unnormalised
-    features (they are L2-normalised here), the *log* temperature, and optional caption ids.
+    ``forward(image_features, text_features, logit_scale=None, logit_bias=None, labels=None)``
+    takes unnormalised features (they are L2-normalised here), the *log* temperature, and optional
+    caption ids; ``logit_bias`` is accepted for the common call signature and not used.
     """
 
     def __init__(
@@ -83,8 +114,10 @@ class ClipLoss(_TemperatureMixin):
         image_features: torch.Tensor,
         text_features: torch.Tensor,
         logit_scale: torch.Tensor | None = None,
+        logit_bias: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        del logit_bias  # InfoNCE has no bias
         scale = self._scale(logit_scale)
         image = F.normalize(image_features.float(), dim=-1)
         text = F.normalize(text_features.float(), dim=-1)
@@ -115,17 +148,21 @@ class ClipLoss(_TemperatureMixin):
         return (loss_i + loss_t) / 2
 
 
-class SigLipLoss(_TemperatureMixin):
+class SigLipLoss(ContrastiveLoss):
     """Pairwise sigmoid loss (SigLIP): every image-text pair is a binary match / no-match.
 
     Needs a learnable bias besides the temperature (SigLIP models carry ``logit_bias``). Under data
     parallelism the local images are scored against the texts of all ranks (gathered with gradient),
-    which gives the same loss as open_clip's neighbour exchange.
+    which gives the same loss as open_clip's neighbour exchange (so ``local_loss`` is implied; the
+    argument is accepted for the common constructor signature).
     """
+
+    uses_logit_bias = True
 
     def __init__(
         self,
         *,
+        local_loss: bool = False,
         rank: int = 0,
         world_size: int = 1,
         gather_with_grad: bool = True,
@@ -134,6 +171,7 @@ class SigLipLoss(_TemperatureMixin):
         max_logit_scale: float = MAX_LOGIT_SCALE,
     ) -> None:
         super().__init__()
+        del local_loss  # always local images against all texts
         self.rank = rank
         self.world_size = world_size
         self.gather_with_grad = gather_with_grad
@@ -170,6 +208,30 @@ class SigLipLoss(_TemperatureMixin):
         logits = scale * image @ all_text.T + bias.float().reshape(())
         signs = (labels[:, None] == all_labels[None, :]).float() * 2 - 1
         return -F.logsigmoid(signs * logits).sum() / n_local
+
+
+#: The losses :func:`create_loss` builds, by ``loss.kind``.
+LOSSES: dict[str, type[ContrastiveLoss]] = {"clip": ClipLoss, "siglip": SigLipLoss}
+#: Every accepted ``loss.kind``: a registered loss or ``auto``.
+LOSS_KINDS: tuple[str, ...] = ("auto", *LOSSES)
+
+
+def resolve_loss_kind(kind: str, has_logit_bias: bool) -> str:
+    """``auto`` -> ``siglip`` for a model with a logit bias (SigLIP), ``clip`` otherwise."""
+    if kind == "auto":
+        return "siglip" if has_logit_bias else "clip"
+    return kind
+
+
+def create_loss(kind: str, **params: Any) -> ContrastiveLoss:
+    """The loss registered as ``kind`` in :data:`LOSSES`, built with ``params``.
+
+    Every loss takes ``local_loss``, ``gather_with_grad``, ``rank``, ``world_size``,
+    ``init_logit_scale`` and ``max_logit_scale``; ``siglip`` also ``init_logit_bias``.
+    """
+    if kind not in LOSSES:
+        raise FashionCLIPError(f"unknown loss kind {kind!r}; choose one of: {', '.join(LOSSES)}")
+    return LOSSES[kind](**params)
 
 
 def _soft_targets(row_labels: torch.Tensor, col_labels: torch.Tensor) -> torch.Tensor:

@@ -122,7 +122,7 @@ def test_dual_encoder_options_pass_through():
 def test_shipped_configs_parse():
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "configs"
+    folder = Path(__file__).resolve().parents[2] / "configs"
     paths = sorted(folder.glob("*.toml")) + sorted(folder.glob("*.json"))
     assert any(p.name == "fashion-clip-mini.toml" for p in paths)
     for path in paths:
@@ -136,7 +136,7 @@ def test_default_model_stages_agree():
     import dataclasses
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "configs"
+    folder = Path(__file__).resolve().parents[2] / "configs"
     stage1 = load_train_config(folder / "fashion-clip-mini.toml")
     stage2 = load_train_config(folder / "fashion-clip-mini-stage2.toml")
     assert stage2.model.init == f"{stage1.output_dir}/best"
