@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_train_support import base_overrides, make_pairs, state_dict
 
 import fashionclip
 from fashionclip.errors import FashionCLIPError
 from fashionclip.train import load_train_config, train
 from fashionclip.train.checkpoint import STATE_DIR
-from test_train_support import base_overrides, make_pairs, state_dict
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +140,8 @@ def test_dual_encoder_from_towers_config_path(tmp_path, tiny_model_dirs, pairs):
 
 def test_optimizer_groups_exclude_biases_norms_and_temperature(tiny_model_dirs):
     from fashionclip.train.config import TrainConfig
-    from fashionclip.train.setup import build_optimizer
     from fashionclip.train.parts import ModelParts
+    from fashionclip.train.setup import build_optimizer
 
     model = fashionclip.load(tiny_model_dirs["clip"], device="cpu", precision="fp32")
     parts = ModelParts(model)
