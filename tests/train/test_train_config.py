@@ -146,3 +146,13 @@ def test_default_model_stages_agree():
     assert stage1.augment.enabled and not stage2.augment.enabled
     assert stage2.model.lock_image and stage2.model.image_unlocked_groups == 0
     assert stage2.model.cache_image_views == 1
+
+
+def test_loss_kinds_come_from_the_loss_registry(monkeypatch):
+    from fashionclip.train import loss
+
+    items = ["model.init=x", "data.train=x.csv"]
+    with pytest.raises(FashionCLIPError, match="loss.kind: one of auto, clip, siglip"):
+        load_train_config(None, [*items, "loss.kind=triplet"])
+    monkeypatch.setitem(loss.LOSSES, "triplet", loss.ClipLoss)
+    assert load_train_config(None, [*items, "loss.kind=triplet"]).loss.kind == "triplet"

@@ -205,8 +205,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise FashionCLIPError for values that cannot work (before anything is loaded)."""
-        from fashionclip.train.loss import LOSS_KINDS
+        from fashionclip.train.loss import loss_kinds
 
+        kinds = loss_kinds()
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -215,7 +216,7 @@ class TrainConfig:
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (self.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
             (self.optim.schedule in ("cosine", "constant"), "optim.schedule: cosine or constant"),
-            (self.loss.kind in LOSS_KINDS, f"loss.kind: one of {', '.join(LOSS_KINDS)}"),
+            (self.loss.kind in kinds, f"loss.kind: one of {', '.join(kinds)}"),
             (self.precision in ("auto", "fp32", "bf16"), "precision: auto, fp32 or bf16"),
             (self.best_mode in ("max", "min"), "best_mode: max or min"),
             (self.data.source in ("table", "kagl"), "data.source: table or kagl"),

@@ -212,8 +212,11 @@ class SigLipLoss(ContrastiveLoss):
 
 #: The losses :func:`create_loss` builds, by ``loss.kind``.
 LOSSES: dict[str, type[ContrastiveLoss]] = {"clip": ClipLoss, "siglip": SigLipLoss}
-#: Every accepted ``loss.kind``: a registered loss or ``auto``.
-LOSS_KINDS: tuple[str, ...] = ("auto", *LOSSES)
+
+
+def loss_kinds() -> tuple[str, ...]:
+    """Every accepted ``loss.kind``: ``auto`` and the registered losses."""
+    return ("auto", *LOSSES)
 
 
 def resolve_loss_kind(kind: str, has_logit_bias: bool) -> str:
