@@ -129,7 +129,8 @@ def test_created_losses_take_the_common_constructor_arguments():
         assert loss.world_size == 1 and loss.gather_with_grad is False
     assert create_loss("clip", **params).local_loss is True
     assert not create_loss("clip").uses_logit_bias and create_loss("siglip").uses_logit_bias
-    assert float(create_loss("siglip", init_logit_bias=-10.0).logit_bias) == -10.0
+    own_bias = create_loss("siglip", init_logit_bias=-10.0).logit_bias
+    assert own_bias is not None and float(own_bias.detach()) == -10.0
     with pytest.raises(ValueError, match="ClipLoss has no logit bias"):
         create_loss("clip", init_logit_bias=-10.0)
 
