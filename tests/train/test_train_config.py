@@ -156,3 +156,12 @@ def test_loss_kinds_come_from_the_loss_registry(monkeypatch):
         load_train_config(None, [*items, "loss.kind=triplet"])
     monkeypatch.setitem(loss.LOSSES, "triplet", loss.ClipLoss)
     assert load_train_config(None, [*items, "loss.kind=triplet"]).loss.kind == "triplet"
+
+
+def test_zero_shot_template_needs_one_placeholder():
+    """Without '{}' every class got the same prompt (a meaningless zero-shot accuracy)."""
+    items = ["model.init=x", "data.train=x.csv"]
+    for template in ("a photo", "{} and {}"):
+        with pytest.raises(FashionCLIPError, match="val_zero_shot_template must contain"):
+            load_train_config(None, [*items, f"val_zero_shot_template={template}"])
+    assert load_train_config(None, [*items, "val_zero_shot_template=an image of a {}"])

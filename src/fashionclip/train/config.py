@@ -225,6 +225,10 @@ class TrainConfig:
             (self.model.init != "", "model.init is required (checkpoint folder or 'dual-encoder')"),
             (self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps >= 1"),
             (self.val_every_epochs >= 1, "val_every_epochs must be >= 1"),
+            (
+                self.val_zero_shot_template.count("{}") == 1,
+                "val_zero_shot_template must contain '{}' exactly once",
+            ),
             (self.model.cache_image_views >= 0, "model.cache_image_views must be >= 0"),
         ]
         for ok, message in checks:
