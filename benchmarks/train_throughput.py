@@ -141,9 +141,10 @@ def breakdown(model_dir: str, table: Path, args, locked_text: bool) -> dict:
     import fashionclip
     from fashionclip.train.config import AugmentConfig, CaptionConfig, DataConfig, TrainConfig
     from fashionclip.train.data import PairCollate, PairSampleDataset, load_pair_datasets
-    from fashionclip.train.loop import TextFeatureCache, _StepModule, build_optimizer
+    from fashionclip.train.features import StepModule, TextFeatureCache
     from fashionclip.train.loss import ClipLoss
     from fashionclip.train.parts import ModelParts
+    from fashionclip.train.setup import build_optimizer
 
     torch.set_num_threads(args.threads)
     model = fashionclip.load(model_dir, device="cpu", precision="fp32")
@@ -158,7 +159,7 @@ def breakdown(model_dir: str, table: Path, args, locked_text: bool) -> dict:
         cache = TextFeatureCache(model, parts, model.device)
         cache.add(train_set.caption_candidates())
     parts.set_train_mode()
-    step = _StepModule(model, parts, cache)
+    step = StepModule(model, parts, cache)
     config = TrainConfig()
     optimizer = build_optimizer(parts, config)
     dataset = PairSampleDataset(train_set, AugmentConfig(), seed=0)

@@ -205,6 +205,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise FashionCLIPError for values that cannot work (before anything is loaded)."""
+        from fashionclip.train.loss import loss_kinds
+
+        kinds = loss_kinds()
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
@@ -213,7 +216,7 @@ class TrainConfig:
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (self.optim.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
             (self.optim.schedule in ("cosine", "constant"), "optim.schedule: cosine or constant"),
-            (self.loss.kind in ("auto", "clip", "siglip"), "loss.kind: auto, clip or siglip"),
+            (self.loss.kind in kinds, f"loss.kind: one of {', '.join(kinds)}"),
             (self.precision in ("auto", "fp32", "bf16"), "precision: auto, fp32 or bf16"),
             (self.best_mode in ("max", "min"), "best_mode: max or min"),
             (self.data.source in ("table", "kagl"), "data.source: table or kagl"),
@@ -222,6 +225,10 @@ class TrainConfig:
             (self.model.init != "", "model.init is required (checkpoint folder or 'dual-encoder')"),
             (self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps >= 1"),
             (self.val_every_epochs >= 1, "val_every_epochs must be >= 1"),
+            (
+                self.val_zero_shot_template.count("{}") == 1,
+                "val_zero_shot_template must contain '{}' exactly once",
+            ),
             (self.model.cache_image_views >= 0, "model.cache_image_views must be >= 0"),
         ]
         for ok, message in checks:
@@ -291,7 +298,7 @@ def _field_paths(cls: type = TrainConfig, prefix: str = "") -> dict[str, type]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         path = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             paths.update(_field_paths(tp, path + "."))
         else:
             paths[path] = tp
@@ -346,7 +353,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, tp, prefix + name)

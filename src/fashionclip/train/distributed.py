@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,14 @@ def barrier(ctx: DistributedContext) -> None:
         dist.barrier()
 
 
-def broadcast_object(ctx: DistributedContext, value: object) -> object:
+def broadcast_object(ctx: DistributedContext, value: T) -> T:
     """Rank 0's ``value`` on every rank (e.g. a decision taken after validation)."""
     if not ctx.enabled:
         return value
-    box = [value]
+    box: list[Any] = [value]
     dist.broadcast_object_list(box, src=0)
-    return box[0]
+    result: T = box[0]
+    return result
 
 
 def all_reduce_sum(ctx: DistributedContext, value: float) -> float:
@@ -108,7 +112,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
         ctx.rank = dist.get_rank()
         ctx.size = tensor.shape[0]
         parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
@@ -116,7 +120,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous()
         dist.all_reduce(grad)
         return grad[ctx.rank * ctx.size : (ctx.rank + 1) * ctx.size]

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_train_support import base_overrides, make_pairs, state_dict
 
 import fashionclip
 from fashionclip.errors import FashionCLIPError
 from fashionclip.train import load_train_config, train
 from fashionclip.train.checkpoint import STATE_DIR
-from test_train_support import base_overrides, make_pairs, state_dict
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +140,8 @@ def test_dual_encoder_from_towers_config_path(tmp_path, tiny_model_dirs, pairs):
 
 def test_optimizer_groups_exclude_biases_norms_and_temperature(tiny_model_dirs):
     from fashionclip.train.config import TrainConfig
-    from fashionclip.train.loop import build_optimizer
     from fashionclip.train.parts import ModelParts
+    from fashionclip.train.setup import build_optimizer
 
     model = fashionclip.load(tiny_model_dirs["clip"], device="cpu", precision="fp32")
     parts = ModelParts(model)
@@ -207,13 +207,13 @@ def test_interrupted_run_resumes_from_last_checkpoint(
 ):
     """Ctrl-C after step 5 with a checkpoint every 3 steps: the next run restarts at step 3, drops
     the interrupted run's later log rows, and ends with the same weights as an uninterrupted run."""
-    from fashionclip.train import loop
+    from fashionclip.train import epoch
 
     extra = ("model.lock_text=true", "save_every_steps=3")
     straight = train(_config(tmp_path / "a", tiny_model_dirs["clip"], pairs, *extra))
 
     calls = {"n": 0}
-    original = loop.clamp_logit_scale_
+    original = epoch.clamp_logit_scale_
 
     def interrupt_at_step_5(param):
         original(param)
@@ -221,10 +221,10 @@ def test_interrupted_run_resumes_from_last_checkpoint(
         if calls["n"] == 5:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "clamp_logit_scale_", interrupt_at_step_5)
+    monkeypatch.setattr(epoch, "clamp_logit_scale_", interrupt_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         train(_config(tmp_path / "b", tiny_model_dirs["clip"], pairs, *extra))
-    monkeypatch.setattr(loop, "clamp_logit_scale_", original)
+    monkeypatch.setattr(epoch, "clamp_logit_scale_", original)
     log_path = tmp_path / "b" / "run" / "log.jsonl"
     assert max(json.loads(x).get("step", 0) for x in log_path.read_text().splitlines()) == 4
 

@@ -1,13 +1,23 @@
-"""ClipLoss / SigLipLoss against straightforward reference formulas."""
+"""ClipLoss / SigLipLoss against straightforward reference formulas; the loss factory."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from fashionclip.train.loss import ClipLoss, SigLipLoss, clamp_logit_scale_
+from fashionclip.errors import FashionCLIPError
+from fashionclip.train.loss import (
+    LOSSES,
+    ClipLoss,
+    SigLipLoss,
+    clamp_logit_scale_,
+    create_loss,
+    loss_kinds,
+    resolve_loss_kind,
+)
 
 
 def _features(n=6, d=8, seed=0):
@@ -86,3 +96,46 @@ def test_loss_is_lower_for_matching_pairs():
     matched = ClipLoss()(image, image.clone(), log_scale)
     shuffled = ClipLoss()(image, image.flip(0), log_scale)
     assert matched < shuffled
+
+
+def test_create_loss_rejects_unknown_kinds_listing_the_registered_ones():
+    with pytest.raises(FashionCLIPError, match="unknown loss kind 'triplet'.*clip, siglip"):
+        create_loss("triplet")
+    assert set(LOSSES) == {"clip", "siglip"} and loss_kinds() == ("auto", "clip", "siglip")
+
+
+def test_created_losses_give_the_values_of_before_the_factory():
+    """Values computed with ClipLoss / SigLipLoss before the common call signature existed."""
+    image, text = _features()
+    ids = torch.tensor([0, 1, 2, 1, 4, 5])
+    log_scale, bias = torch.tensor(math.log(10.0)), torch.tensor(-5.0)
+    clip, siglip = create_loss("clip"), create_loss("siglip")
+    assert isinstance(clip, ClipLoss) and isinstance(siglip, SigLipLoss)
+    # One call signature: the bias is passed to both (InfoNCE ignores it).
+    assert math.isclose(float(clip(image, text, log_scale, bias)), 3.3175854682922363, rel_tol=1e-6)
+    got = float(clip(image, text, log_scale, bias, labels=ids))
+    assert math.isclose(got, 3.2605414390563965, rel_tol=1e-6)
+    assert math.isclose(
+        float(siglip(image, text, log_scale, bias)), 5.359208583831787, rel_tol=1e-6
+    )
+    got = float(siglip(image, text, log_scale, bias, labels=ids))
+    assert math.isclose(got, 7.111190319061279, rel_tol=1e-6)
+
+
+def test_created_losses_take_the_common_constructor_arguments():
+    params = {"local_loss": True, "gather_with_grad": False, "rank": 0, "world_size": 1}
+    for kind in LOSSES:
+        loss = create_loss(kind, **params)
+        assert loss.world_size == 1 and loss.gather_with_grad is False
+    assert create_loss("clip", **params).local_loss is True
+    assert not create_loss("clip").uses_logit_bias and create_loss("siglip").uses_logit_bias
+    own_bias = create_loss("siglip", init_logit_bias=-10.0).logit_bias
+    assert own_bias is not None and float(own_bias.detach()) == -10.0
+    with pytest.raises(ValueError, match="ClipLoss has no logit bias"):
+        create_loss("clip", init_logit_bias=-10.0)
+
+
+def test_auto_kind_follows_the_models_logit_bias():
+    assert resolve_loss_kind("auto", has_logit_bias=True) == "siglip"
+    assert resolve_loss_kind("auto", has_logit_bias=False) == "clip"
+    assert resolve_loss_kind("clip", has_logit_bias=True) == "clip"

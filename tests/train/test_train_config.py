@@ -122,7 +122,7 @@ def test_dual_encoder_options_pass_through():
 def test_shipped_configs_parse():
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "configs"
+    folder = Path(__file__).resolve().parents[2] / "configs"
     paths = sorted(folder.glob("*.toml")) + sorted(folder.glob("*.json"))
     assert any(p.name == "fashion-clip-mini.toml" for p in paths)
     for path in paths:
@@ -136,7 +136,7 @@ def test_default_model_stages_agree():
     import dataclasses
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "configs"
+    folder = Path(__file__).resolve().parents[2] / "configs"
     stage1 = load_train_config(folder / "fashion-clip-mini.toml")
     stage2 = load_train_config(folder / "fashion-clip-mini-stage2.toml")
     assert stage2.model.init == f"{stage1.output_dir}/best"
@@ -146,3 +146,22 @@ def test_default_model_stages_agree():
     assert stage1.augment.enabled and not stage2.augment.enabled
     assert stage2.model.lock_image and stage2.model.image_unlocked_groups == 0
     assert stage2.model.cache_image_views == 1
+
+
+def test_loss_kinds_come_from_the_loss_registry(monkeypatch):
+    from fashionclip.train import loss
+
+    items = ["model.init=x", "data.train=x.csv"]
+    with pytest.raises(FashionCLIPError, match="loss.kind: one of auto, clip, siglip"):
+        load_train_config(None, [*items, "loss.kind=triplet"])
+    monkeypatch.setitem(loss.LOSSES, "triplet", loss.ClipLoss)
+    assert load_train_config(None, [*items, "loss.kind=triplet"]).loss.kind == "triplet"
+
+
+def test_zero_shot_template_needs_one_placeholder():
+    """Without '{}' every class got the same prompt (a meaningless zero-shot accuracy)."""
+    items = ["model.init=x", "data.train=x.csv"]
+    for template in ("a photo", "{} and {}"):
+        with pytest.raises(FashionCLIPError, match="val_zero_shot_template must contain"):
+            load_train_config(None, [*items, f"val_zero_shot_template={template}"])
+    assert load_train_config(None, [*items, "val_zero_shot_template=an image of a {}"])
