@@ -28,6 +28,7 @@ from torch import nn
 
 from fashionclip.errors import FashionCLIPError, ModelNotFoundError, UnsafeCheckpointError
 from fashionclip.models.kinds.dual_encoder import NAME as MODEL_TYPE
+from fashionclip.models.registry import read_config
 from fashionclip.models.towers import (
     LITE_MEAN,
     LITE_STD,
@@ -124,14 +125,7 @@ class FashionDualEncoderConfig:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> FashionDualEncoderConfig:
-        path = Path(folder) / CONFIG_NAME
-        if not path.is_file():
-            raise ModelNotFoundError(f"{folder} has no {CONFIG_NAME}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelNotFoundError(f"{path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_config(folder))
 
 
 # --------------------------------------------------------------------------- image processor

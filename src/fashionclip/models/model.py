@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -221,23 +221,6 @@ class FashionCLIP:
         return self._adapter.text_features(self.module, tokens)
 
     # ------------------------------------------------------------------ encoding
-    @overload
-    def encode_images(
-        self,
-        images: ImageInput | Sequence[ImageInput],
-        batch_size: int = ...,
-        show_progress: bool = ...,
-        output: Literal["numpy"] = ...,
-    ) -> np.ndarray: ...
-    @overload
-    def encode_images(
-        self,
-        images: ImageInput | Sequence[ImageInput],
-        batch_size: int = ...,
-        show_progress: bool = ...,
-        *,
-        output: Literal["torch"],
-    ) -> torch.Tensor: ...
     def encode_images(
         self,
         images: ImageInput | Sequence[ImageInput],
@@ -312,23 +295,6 @@ class FashionCLIP:
         embeddings = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
         return ImageEncoding(embeddings, ok_indices, failures)
 
-    @overload
-    def encode_text(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = ...,
-        show_progress: bool = ...,
-        output: Literal["numpy"] = ...,
-    ) -> np.ndarray: ...
-    @overload
-    def encode_text(
-        self,
-        texts: str | Sequence[str],
-        batch_size: int = ...,
-        show_progress: bool = ...,
-        *,
-        output: Literal["torch"],
-    ) -> torch.Tensor: ...
     def encode_text(
         self,
         texts: str | Sequence[str],
@@ -338,7 +304,16 @@ class FashionCLIP:
     ) -> np.ndarray | torch.Tensor:
         """Embed texts; L2-normalised float32, input order. A single string gives (D,)."""
         single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        matrix = self._text_matrix(batch, batch_size, show_progress)
+        result = matrix[0] if single else matrix
+        return torch.from_numpy(result) if output == "torch" else result
+
+    def _text_matrix(
+        self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False
+    ) -> np.ndarray:
+        """(len(texts), D) normalised float32 rows; the work behind :meth:`encode_text`."""
+        batch = list(texts)
         if batch_size <= 0:
             raise FashionCLIPError(f"batch_size must be positive, got {batch_size}")
         bad = [i for i, t in enumerate(batch) if not isinstance(t, str)]
@@ -357,9 +332,7 @@ class FashionCLIP:
             with torch.inference_mode(), self._autocast(enabled=len(chunk) >= 32):
                 chunks.append(_to_unit_rows(self.text_embeddings(tokens)))
         dim = chunks[0].shape[1] if chunks else 0
-        matrix = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
-        result = matrix[0] if single else matrix
-        return torch.from_numpy(result) if output == "torch" else result
+        return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
 
     def _embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), self._autocast():
@@ -383,7 +356,7 @@ class FashionCLIP:
         Labels and templates are checked by :mod:`fashionclip.models.prompts` (InvalidQueryError);
         no templates means :data:`~fashionclip.models.prompts.DEFAULT_TEMPLATES`.
         """
-        return build_zero_shot_classifier(self.encode_text, check_labels(labels), templates)
+        return build_zero_shot_classifier(self._text_matrix, check_labels(labels), templates)
 
     def zero_shot_classification(
         self,
@@ -396,8 +369,8 @@ class FashionCLIP:
         """Best label and per-label probabilities for each image (prompt-ensembled if templates)."""
         label_vectors = self.label_embeddings(labels, templates)  # validates before image work
         batch, _ = _image_batch(images)
-        image_vectors = self.encode_images(
-            batch, batch_size=batch_size, show_progress=show_progress
+        image_vectors = np.asarray(
+            self.encode_images(batch, batch_size=batch_size, show_progress=show_progress)
         )
         return self.predictions(image_vectors, labels, label_vectors)
 

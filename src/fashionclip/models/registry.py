@@ -160,8 +160,8 @@ def kind_of(model: object) -> ModelKind:
     return model_kind(name)
 
 
-def read_model_type(folder: str | os.PathLike[str]) -> str:
-    """The ``model_type`` in a checkpoint folder's config.json (clear errors if it has none)."""
+def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint folder's config.json as a dict (ModelNotFoundError if missing or invalid)."""
     config_file = Path(folder) / "config.json"
     if not config_file.is_file():
         raise ModelNotFoundError(f"{folder} is not a model folder: it has no config.json")
@@ -169,9 +169,16 @@ def read_model_type(folder: str | os.PathLike[str]) -> str:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
         raise ModelNotFoundError(f"{config_file} is not valid JSON: {exc}") from None
-    kind = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        raise ModelNotFoundError(f"{config_file} does not hold a JSON object")
+    return config
+
+
+def read_model_type(folder: str | os.PathLike[str]) -> str:
+    """The ``model_type`` in a checkpoint folder's config.json (clear errors if it has none)."""
+    kind = read_config(folder).get("model_type")
     if not isinstance(kind, str):
         raise ModelNotFoundError(
-            f"{config_file} names no model_type; supported kinds: {', '.join(model_kinds())}"
+            f"{folder}/config.json names no model_type; supported kinds: {', '.join(model_kinds())}"
         )
     return kind
