@@ -23,8 +23,6 @@ from fashionclip.models.registry import model_kind
 from fashionclip.utils import normalise_rows
 
 Output = Literal["numpy", "torch"]
-#: Precisions `FashionCLIP` accepts ("auto" picks per device).
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 #: One prepared image batch: kept indices, failures, pixel tensor (None if all failed), size.
 _Prepared = tuple[list[int], list["ImageFailure"], torch.Tensor | None, int]
 
@@ -133,7 +131,9 @@ class FashionCLIP:
     """A CLIP-style dual encoder: images and texts embedded in one normalised space.
 
     Build it with :func:`fashionclip.load`. Wraps a torch module that has
-    ``get_image_features`` / ``get_text_features``, plus its image processor and tokenizer.
+    ``get_image_features`` / ``get_text_features``, plus its image processor and tokenizer;
+    ``kind`` (a registered model kind, see :mod:`fashionclip.models.registry`) says how to feed
+    and save that module. ``precision`` is auto, fp32, bf16 or fp16.
     """
 
     def __init__(
