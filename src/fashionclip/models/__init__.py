@@ -10,6 +10,13 @@ from fashionclip.models.model import (
     ModelIdentity,
     ZeroShotPrediction,
 )
+from fashionclip.models.registry import (
+    ModelKind,
+    kind_of,
+    model_kind,
+    model_kinds,
+    register_model_kind,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -18,6 +25,11 @@ __all__ = [
     "ImageEncoding",
     "ImageFailure",
     "ModelIdentity",
+    "ModelKind",
     "ZeroShotPrediction",
+    "kind_of",
     "load",
+    "model_kind",
+    "model_kinds",
+    "register_model_kind",
 ]

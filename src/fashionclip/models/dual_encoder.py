@@ -1,8 +1,8 @@
 """fashionclip's own dual encoder: a pretrained image CNN and a pretrained sentence encoder,
 joined by learned projections into one CLIP-style embedding space.
 
-Saved in Hugging Face folder layout (``config.json`` with ``model_type`` =
-``fashionclip-dual-encoder``, ``model.safetensors``, tokenizer files, ``preprocessor_config.json``).
+Saved in Hugging Face folder layout (``config.json`` with ``model_type`` = :data:`MODEL_TYPE`,
+``model.safetensors``, tokenizer files, ``preprocessor_config.json``).
 A frozen tower can be *taken from its installed package* instead of stored again: the folder then
 keeps only the trained parts, and ``config.json`` records the sha256 of the package's weights,
 verified at load time (so a different package version cannot silently change the embeddings).
@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from fashionclip.errors import FashionCLIPError, ModelNotFoundError, UnsafeCheckpointError
+from fashionclip.models.kinds.dual_encoder import NAME as MODEL_TYPE
+from fashionclip.models.registry import read_config
 from fashionclip.models.towers import (
     LITE_MEAN,
     LITE_STD,
@@ -40,9 +42,11 @@ from fashionclip.models.towers import (
     text_package_folder,
 )
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 logger = logging.getLogger(__name__)
 
-MODEL_TYPE = "fashionclip-dual-encoder"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PROCESSOR_NAME = "preprocessor_config.json"
@@ -121,14 +125,7 @@ class FashionDualEncoderConfig:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> FashionDualEncoderConfig:
-        path = Path(folder) / CONFIG_NAME
-        if not path.is_file():
-            raise ModelNotFoundError(f"{folder} has no {CONFIG_NAME}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelNotFoundError(f"{path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_config(folder))
 
 
 # --------------------------------------------------------------------------- image processor
@@ -164,7 +161,7 @@ class FashionImageProcessor:
 
     @classmethod
     def for_config(cls, config: FashionDualEncoderConfig) -> FashionImageProcessor:
-        return cls(size=int(config.image_size))
+        return cls(size=int(config.image_size or native_image_size(config.image_tower)))
 
     def _rgb(self, image: Image.Image) -> Image.Image:
         if image.mode == "RGB":
@@ -358,7 +355,7 @@ class FashionDualEncoder(nn.Module):
 
         Frozen parts stay in eval mode (no dropout) even under ``model.train()``.
         """
-        layers = self.text_model.encoder.layer
+        layers = cast(nn.ModuleList, self.text_model.get_submodule("encoder.layer"))
         if not 0 <= unlocked_layers <= len(layers):
             raise FashionCLIPError(f"unlocked_layers must be in [0, {len(layers)}]")
         self.text_model.requires_grad_(False)
@@ -422,7 +419,7 @@ class FashionDualEncoder(nn.Module):
             if not k.startswith(skip)
         }
 
-    def default_tokenizer(self):
+    def default_tokenizer(self) -> PreTrainedTokenizerBase:
         """The packaged text tower's tokenizer, with ``model_max_length`` = text_max_length."""
         from transformers import AutoTokenizer
 
@@ -553,54 +550,3 @@ def load_dual_encoder(
         module.config.text_max_length,
     )
     return module, processor, tokenizer
-
-
-# --------------------------------------------------------------------------- tiny test model
-
-#: A tiny EfficientNet-Lite (7 blocks, 320-d head); random weights.
-TINY_IMAGE_OVERRIDES = {
-    "width_coefficient": 0.25,
-    "depth_coefficient": 0.1,
-    "fix_head_stem": False,
-}
-
-
-def tiny_config(vocab_size: int, **overrides: Any) -> FashionDualEncoderConfig:
-    """Config of a tiny random dual encoder with both towers stored in the folder."""
-    params: dict[str, Any] = dict(
-        image_tower="efficientnet-lite0",
-        image_size=32,
-        image_tower_overrides=dict(TINY_IMAGE_OVERRIDES),
-        image_tower_source="folder",
-        text_tower="tiny-bert",
-        text_config=dict(
-            model_type="bert",
-            vocab_size=vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=64,
-        ),
-        text_tower_source="folder",
-        text_max_length=32,
-        projection_dim=16,
-    )
-    params.update(overrides)
-    return FashionDualEncoderConfig(**params)
-
-
-def build_tiny_dual_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
-    """A random tiny dual encoder (tiny EfficientNet, tiny BERT, WordPiece tokenizer) at ``path``.
-
-    Same files and loading code as the real model; builds offline in about a second.
-    """
-    from fashionclip.models.testing import _wordpiece_tokenizer
-
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = _wordpiece_tokenizer(folder, max_length=32)
-    torch.manual_seed(seed)
-    model = FashionDualEncoder(tiny_config(len(tokenizer))).eval()
-    model.save_pretrained(folder, tokenizer=tokenizer)
-    return folder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -11,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from fashionclip.errors import ModelNotFoundError, UnsafeCheckpointError
+from fashionclip.errors import ModelNotFoundError
 from fashionclip.models.model import FashionCLIP
+from fashionclip.models.registry import model_kind, read_model_type
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +20,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "fashion-clip-mini"
 #: Hub id of the original FashionCLIP (needs the Hugging Face Hub or its local cache).
 FASHION_CLIP_HUB_ID = "patrickjohncyh/fashion-clip"
-
-HF_KINDS = {"clip", "siglip", "vision-text-dual-encoder"}
-OWN_KIND = "fashionclip-dual-encoder"
-SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def default_model_path() -> Path | None:
@@ -35,7 +30,7 @@ def default_model_path() -> Path | None:
 
 
 def load(
-    name_or_path: str | os.PathLike | None = None,
+    name_or_path: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = None,
     *,
     allow_pickle: bool = False,
@@ -101,32 +96,6 @@ def _download(repo_id: str) -> Path:
     )
 
 
-def _read_config(path: Path) -> dict:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelNotFoundError(f"{path} is not a model folder: it has no config.json")
-    try:
-        return json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelNotFoundError(f"{config_file} is not valid JSON: {exc}") from None
-
-
-def _check_weights(path: Path, allow_pickle: bool) -> bool:
-    """True to load safetensors; False if only pickle weights exist and the caller allowed them."""
-    if any((path / name).is_file() for name in SAFE_WEIGHTS):
-        return True
-    pickles = [name for name in PICKLE_WEIGHTS if (path / name).is_file()]
-    if pickles and not allow_pickle:
-        raise UnsafeCheckpointError(
-            f"{path} holds only pickle weights ({pickles[0]}); unpickling can run arbitrary code. "
-            "Convert them to safetensors, or pass allow_pickle=True (CLI: --allow-pickle) "
-            "if you trust the source."
-        )
-    if not pickles:
-        raise ModelNotFoundError(f"{path} has no weights (expected model.safetensors)")
-    return False
-
-
 def _load_folder(
     path: Path,
     *,
@@ -135,54 +104,20 @@ def _load_folder(
     allow_pickle: bool,
     precision: str,
 ) -> FashionCLIP:
-    config = _read_config(path)
-    kind = config.get("model_type")
-    if kind == OWN_KIND:
-        from fashionclip.models.dual_encoder import load_dual_encoder
-
-        module, processor, tokenizer = load_dual_encoder(path)
-        max_length = min(int(getattr(tokenizer, "model_max_length", 128)), 128)
-        padding = "longest"
-    elif kind in HF_KINDS:
-        module, processor, tokenizer = _load_transformers(path, allow_pickle)
-        text_config = getattr(module.config, "text_config", None)
-        positions = int(getattr(text_config, "max_position_embeddings", 77))
-        tokenizer_max = int(getattr(tokenizer, "model_max_length", positions))
-        max_length = min(positions, tokenizer_max) if tokenizer_max < 1_000_000 else positions
-        tokenizer.model_max_length = max_length  # a saved CLIP tokenizer may say 1e30
-        padding = "max_length" if kind == "siglip" else "longest"  # SigLIP pools the last token
-    else:
-        supported = ", ".join(sorted(HF_KINDS | {OWN_KIND}))
-        raise ModelNotFoundError(
-            f"{path}: unsupported model_type {kind!r}; supported kinds: {supported}"
-        )
+    model_type = read_model_type(path)
+    try:
+        kind = model_kind(model_type)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"{path}: {exc}") from None
+    loaded = kind.load(path, allow_pickle=allow_pickle)
     return FashionCLIP(
-        module,
-        processor,
-        tokenizer,
+        loaded.module,
+        loaded.image_processor,
+        loaded.tokenizer,
         name=name,
-        kind=kind,
+        kind=kind.name,
         device=device,
-        text_padding=padding,
-        max_text_length=max_length,
+        text_padding=kind.text_padding,
+        max_text_length=loaded.max_text_length,
         precision=precision,
     )
-
-
-def _load_transformers(path: Path, allow_pickle: bool):
-    """Module, image processor and tokenizer of a transformers checkpoint folder."""
-    use_safetensors = _check_weights(path, allow_pickle)
-    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # torchvision-fallback and load-report chatter
-    hf_logging.disable_progress_bar()
-    try:
-        module = AutoModel.from_pretrained(path, use_safetensors=use_safetensors)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        processor = AutoImageProcessor.from_pretrained(path)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
-    return module, processor, tokenizer

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -17,12 +18,13 @@ from tqdm.auto import tqdm
 
 from fashionclip.data.images import ImageInput, is_image_input, load_image
 from fashionclip.errors import FashionCLIPError, ImageDecodeError
+from fashionclip.models.prompts import build_zero_shot_classifier, check_labels
+from fashionclip.models.registry import model_kind
+from fashionclip.utils import normalise_rows
 
 Output = Literal["numpy", "torch"]
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-
-#: Prompt used when zero-shot classification is given no templates (the paper's prompt).
-DEFAULT_TEMPLATE = "a photo of a {}"
+#: One prepared image batch: kept indices, failures, pixel tensor (None if all failed), size.
+_Prepared = tuple[list[int], list["ImageFailure"], torch.Tensor | None, int]
 
 
 @dataclass(frozen=True)
@@ -113,14 +115,11 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def _features(output: Any) -> torch.Tensor:
-    """transformers 5 returns an output object from get_*_features; older versions a tensor."""
-    if torch.is_tensor(output):
-        return output
-    pooled = getattr(output, "pooler_output", None)
-    if pooled is not None:
-        return pooled
-    raise TypeError(f"cannot find embeddings in {type(output).__name__}")
+def _image_batch(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput], bool]:
+    """(images as a list, whether a single image was given)."""
+    if is_image_input(images):
+        return [cast(ImageInput, images)], True
+    return list(cast(Sequence[ImageInput], images)), False
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
@@ -132,7 +131,9 @@ class FashionCLIP:
     """A CLIP-style dual encoder: images and texts embedded in one normalised space.
 
     Build it with :func:`fashionclip.load`. Wraps a torch module that has
-    ``get_image_features`` / ``get_text_features``, plus its image processor and tokenizer.
+    ``get_image_features`` / ``get_text_features``, plus its image processor and tokenizer;
+    ``kind`` (a registered model kind, see :mod:`fashionclip.models.registry`) says how to feed
+    and save that module. ``precision`` is auto, fp32, bf16 or fp16.
     """
 
     def __init__(
@@ -147,12 +148,13 @@ class FashionCLIP:
         text_padding: str = "longest",
         max_text_length: int = 77,
         num_workers: int | None = None,
-        precision: Precision = "auto",
+        precision: str = "auto",
     ) -> None:
         self.device = torch.device(device) if device is not None else _auto_device()
         self.precision = _resolve_precision(precision, self.device)
         self.name = name
         self.kind = kind
+        self._adapter = model_kind(kind)  # everything kind-specific
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.text_padding = text_padding
@@ -165,7 +167,8 @@ class FashionCLIP:
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.module = module.to(self.device, dtype=self.dtype)
         if self.device.type == "cpu":
-            self.module = self.module.to(memory_format=torch.channels_last)
+            # torch's stubs lack Module.to(memory_format=...)
+            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._embedding_dim: int | None = None
 
     # ------------------------------------------------------------------ identity
@@ -211,16 +214,11 @@ class FashionCLIP:
 
     def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Unnormalised image embeddings, with gradients if enabled (used by training)."""
-        return _features(self.module.get_image_features(pixel_values=pixel_values))
+        return self._adapter.image_features(self.module, pixel_values)
 
     def text_embeddings(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unnormalised text embeddings, with gradients if enabled (used by training)."""
-        accepted = {"input_ids", "attention_mask", "token_type_ids"}
-        if self.kind == "siglip":
-            accepted = {"input_ids"}  # SigLIP was trained without an attention mask
-        return _features(
-            self.module.get_text_features(**{k: v for k, v in tokens.items() if k in accepted})
-        )
+        return self._adapter.text_features(self.module, tokens)
 
     # ------------------------------------------------------------------ encoding
     def encode_images(
@@ -235,8 +233,7 @@ class FashionCLIP:
         A single image gives a vector of shape (D,). Raises ImageDecodeError on a bad image;
         use :meth:`try_encode_images` to skip and report bad images instead.
         """
-        single = is_image_input(images)
-        batch = [images] if single else list(images)
+        batch, single = _image_batch(images)
         result = self.try_encode_images(batch, batch_size=batch_size, show_progress=show_progress)
         if result.failures:
             first = result.failures[0]
@@ -267,7 +264,7 @@ class FashionCLIP:
         )
         with ThreadPoolExecutor(max_workers=self.num_workers) as pool:
 
-            def prepare(start: int, chunk: Sequence[ImageInput]):
+            def prepare(start: int, chunk: Sequence[ImageInput]) -> _Prepared:
                 decoded = list(pool.map(_try_load, chunk))
                 good = [(start + i, img) for i, (img, _) in enumerate(decoded) if img is not None]
                 bad = [
@@ -278,7 +275,7 @@ class FashionCLIP:
                 pixels = self.preprocess([img for _, img in good]) if good else None
                 return [i for i, _ in good], bad, pixels, len(chunk)
 
-            pending = None
+            pending: Future[_Prepared] | None = None
             batches = iter(_batches(images, batch_size))
             with ThreadPoolExecutor(max_workers=1) as prefetch:
                 first = next(batches, None)
@@ -307,13 +304,22 @@ class FashionCLIP:
     ) -> np.ndarray | torch.Tensor:
         """Embed texts; L2-normalised float32, input order. A single string gives (D,)."""
         single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        matrix = self._text_matrix(batch, batch_size, show_progress)
+        result = matrix[0] if single else matrix
+        return torch.from_numpy(result) if output == "torch" else result
+
+    def _text_matrix(
+        self, texts: Sequence[str], batch_size: int = 256, show_progress: bool = False
+    ) -> np.ndarray:
+        """(len(texts), D) normalised float32 rows; the work behind :meth:`encode_text`."""
+        batch = list(texts)
         if batch_size <= 0:
             raise FashionCLIPError(f"batch_size must be positive, got {batch_size}")
         bad = [i for i, t in enumerate(batch) if not isinstance(t, str)]
         if bad:
             raise FashionCLIPError(f"texts must be strings; item {bad[0]} is {type(batch[bad[0]])}")
-        chunks = []
+        chunks: list[np.ndarray] = []
         for _, chunk in tqdm(
             list(_batches(batch, batch_size)),
             desc="Encoding texts",
@@ -324,12 +330,9 @@ class FashionCLIP:
             # bf16 pays off for batches, not for one short query (measured on CPU: a single
             # query took 19 ms in bf16 vs 11 ms in fp32), so small text batches stay in fp32.
             with torch.inference_mode(), self._autocast(enabled=len(chunk) >= 32):
-                vectors = self.text_embeddings(tokens)
-            chunks.append(_normalise(vectors))
+                chunks.append(_to_unit_rows(self.text_embeddings(tokens)))
         dim = chunks[0].shape[1] if chunks else 0
-        vectors = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
-        vectors = vectors[0] if single else vectors
-        return torch.from_numpy(vectors) if output == "torch" else vectors
+        return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
 
     def _embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), self._autocast():
@@ -337,24 +340,23 @@ class FashionCLIP:
             if self.device.type == "cpu" and pixels.dim() == 4:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
             vectors = self.image_embeddings(pixels)
-        return _normalise(vectors)
+        return _to_unit_rows(vectors)
 
-    def _autocast(self, enabled: bool = True):
+    def _autocast(self, enabled: bool = True) -> AbstractContextManager[Any]:
         if enabled and self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     # ------------------------------------------------------------------ zero-shot
-    def label_embeddings(self, labels: Sequence[str], templates: Sequence[str] | None = None):
-        """One normalised text vector per label, averaged over the prompt templates."""
-        labels = _check_labels(labels)
-        templates = list(templates) if templates else [DEFAULT_TEMPLATE]
-        for template in templates:
-            if "{}" not in template:
-                raise FashionCLIPError(f"template {template!r} has no '{{}}' for the label")
-        prompts = [template.format(label) for label in labels for template in templates]
-        vectors = self.encode_text(prompts).reshape(len(labels), len(templates), -1).mean(axis=1)
-        return _normalise_np(vectors)
+    def label_embeddings(
+        self, labels: Sequence[str], templates: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """One normalised text vector per label, averaged over the prompt templates.
+
+        Labels and templates are checked by :mod:`fashionclip.models.prompts` (InvalidQueryError);
+        no templates means :data:`~fashionclip.models.prompts.DEFAULT_TEMPLATES`.
+        """
+        return build_zero_shot_classifier(self._text_matrix, check_labels(labels), templates)
 
     def zero_shot_classification(
         self,
@@ -366,10 +368,9 @@ class FashionCLIP:
     ) -> list[ZeroShotPrediction]:
         """Best label and per-label probabilities for each image (prompt-ensembled if templates)."""
         label_vectors = self.label_embeddings(labels, templates)  # validates before image work
-        single = is_image_input(images)
-        batch = [images] if single else list(images)
-        image_vectors = self.encode_images(
-            batch, batch_size=batch_size, show_progress=show_progress
+        batch, _ = _image_batch(images)
+        image_vectors = np.asarray(
+            self.encode_images(batch, batch_size=batch_size, show_progress=show_progress)
         )
         return self.predictions(image_vectors, labels, label_vectors)
 
@@ -404,22 +405,9 @@ class FashionCLIP:
             raise FashionCLIPError(
                 "save a float32 model (load it with precision='fp32' to save it)"
             )
-        os.makedirs(folder, exist_ok=True)
-        if self.kind == "fashionclip-dual-encoder":
-            self.module.save_pretrained(
-                folder, tokenizer=self.tokenizer, image_processor=self.image_processor
-            )
-            return
-        # safetensors needs contiguous tensors; Module.to works in place, so restore afterwards.
-        channels_last = self.device.type == "cpu"
-        self.module.to(memory_format=torch.contiguous_format)
-        try:
-            self.module.save_pretrained(folder)
-        finally:
-            if channels_last:
-                self.module.to(memory_format=torch.channels_last)
-        self.tokenizer.save_pretrained(folder)
-        self.image_processor.save_pretrained(folder)
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        self._adapter.save(self.module, self.tokenizer, self.image_processor, path)
 
 
 def _try_load(source: ImageInput) -> tuple[Image.Image | None, str | None]:
@@ -429,24 +417,6 @@ def _try_load(source: ImageInput) -> tuple[Image.Image | None, str | None]:
         return None, str(exc)
 
 
-def _normalise(vectors: torch.Tensor) -> np.ndarray:
-    vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
-    return vectors.cpu().numpy().astype(np.float32, copy=False)
-
-
-def _normalise_np(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def _check_labels(labels: Sequence[str]) -> list[str]:
-    if isinstance(labels, str):
-        raise FashionCLIPError("labels must be a list of strings, not a single string")
-    labels = [str(label) for label in labels]
-    if len(labels) < 2:
-        raise FashionCLIPError("zero-shot classification needs at least two labels")
-    if any(not label.strip() for label in labels):
-        raise FashionCLIPError("labels must not be empty")
-    if len(set(labels)) != len(labels):
-        raise FashionCLIPError("labels must be distinct")
-    return labels
+def _to_unit_rows(vectors: torch.Tensor) -> np.ndarray:
+    """Embeddings on any device and dtype -> L2-normalised float32 numpy rows."""
+    return normalise_rows(vectors.detach().float().cpu().numpy())

@@ -6,10 +6,25 @@ loading code paths as the real checkpoints, random weights. Cf. timm's tiny test
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from fashionclip.models.dual_encoder import FashionDualEncoder, FashionDualEncoderConfig
+from fashionclip.models.kinds import (
+    CLIP,
+    FASHIONCLIP_DUAL_ENCODER,
+    SIGLIP,
+    VISION_TEXT_DUAL_ENCODER,
+)
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer, PreTrainedTokenizerFast
+
+#: Builds a tiny model folder at a path (with a seed) and returns the folder.
+TinyBuilder = Callable[..., Path]
 
 #: Words the tiny tokenizers know as whole tokens, so that test captions map to real ids.
 TINY_WORDS = [
@@ -56,7 +71,7 @@ TINY_WORDS = [
 ]
 
 
-def _clip_tokenizer(folder: Path, max_length: int):
+def _clip_tokenizer(folder: Path, max_length: int) -> CLIPTokenizer:
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -79,12 +94,19 @@ def _clip_tokenizer(folder: Path, max_length: int):
             pieces = [merged] + pieces[2:]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: i for i, token in enumerate(vocab_list)}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    # transformers' annotation says list[str]; its BPE backend takes (left, right) pairs too.
+    tokenizer = CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,  # type: ignore[arg-type]
+        model_max_length=max_length,
+    )
     tokenizer.save_pretrained(folder)
     return tokenizer
 
 
-def _wordpiece_tokenizer(folder: Path, max_length: int, *, cls_sep: bool = True):
+def _wordpiece_tokenizer(
+    folder: Path, max_length: int, *, cls_sep: bool = True
+) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -114,11 +136,17 @@ def _wordpiece_tokenizer(folder: Path, max_length: int, *, cls_sep: bool = True)
 
 
 #: Layer sizes shared by every tiny transformer tower (text or vision).
-TINY_TRANSFORMER = dict(
+TINY_TRANSFORMER: dict[str, Any] = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
 )
 #: A tiny vision tower: 32 px images in 8 px patches.
-TINY_VISION = dict(TINY_TRANSFORMER, image_size=32, patch_size=8)
+TINY_VISION: dict[str, Any] = dict(TINY_TRANSFORMER, image_size=32, patch_size=8)
+#: A tiny EfficientNet-Lite (7 blocks, 320-d head) for the fashionclip dual encoder.
+TINY_IMAGE_OVERRIDES: dict[str, Any] = {
+    "width_coefficient": 0.25,
+    "depth_coefficient": 0.1,
+    "fix_head_stem": False,
+}
 
 
 def build_tiny_clip(path: str | Path, seed: int = 0, embed_dim: int = 32) -> Path:
@@ -196,21 +224,49 @@ def build_tiny_vision_text_dual_encoder(path: str | Path, seed: int = 0) -> Path
     return folder
 
 
+def tiny_config(vocab_size: int, **overrides: Any) -> FashionDualEncoderConfig:
+    """Config of a tiny random dual encoder with both towers stored in the folder."""
+    params: dict[str, Any] = dict(
+        image_tower="efficientnet-lite0",
+        image_size=32,
+        image_tower_overrides=dict(TINY_IMAGE_OVERRIDES),
+        image_tower_source="folder",
+        text_tower="tiny-bert",
+        text_config=dict(
+            model_type="bert",
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        text_tower_source="folder",
+        text_max_length=32,
+        projection_dim=16,
+    )
+    params.update(overrides)
+    return FashionDualEncoderConfig(**params)
+
+
 def build_tiny_dual_encoder(path: str | Path, seed: int = 0) -> Path:
-    """A random fashionclip dual encoder (tiny CNN + tiny BERT), saved at ``path``."""
-    from fashionclip.models.dual_encoder import build_tiny_dual_encoder as build
+    """A random fashionclip dual encoder (tiny EfficientNet, tiny BERT, WordPiece tokenizer).
 
-    return Path(build(path, seed=seed))
+    Same files and loading code as the real model; builds offline in about a second.
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = _wordpiece_tokenizer(folder, max_length=32)
+    torch.manual_seed(seed)
+    model = FashionDualEncoder(tiny_config(len(tokenizer))).eval()
+    model.save_pretrained(folder, tokenizer=tokenizer)
+    return folder
 
 
-TINY_BUILDERS = {
-    "clip": build_tiny_clip,
-    "siglip": build_tiny_siglip,
-    "vision-text-dual-encoder": build_tiny_vision_text_dual_encoder,
-    "fashionclip-dual-encoder": build_tiny_dual_encoder,
+#: One tiny builder per registered model kind (a test checks none is missing).
+TINY_BUILDERS: dict[str, TinyBuilder] = {
+    CLIP.name: build_tiny_clip,
+    SIGLIP.name: build_tiny_siglip,
+    VISION_TEXT_DUAL_ENCODER.name: build_tiny_vision_text_dual_encoder,
+    FASHIONCLIP_DUAL_ENCODER.name: build_tiny_dual_encoder,
 }
-
-
-def read_model_type(folder: str | Path) -> str:
-    """The ``model_type`` recorded in a checkpoint folder's config.json."""
-    return json.loads((Path(folder) / "config.json").read_text())["model_type"]

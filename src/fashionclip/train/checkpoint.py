@@ -18,7 +18,7 @@ import json
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -26,45 +26,34 @@ from safetensors.torch import load_file, save_file
 
 from fashionclip.errors import FashionCLIPError
 
+if TYPE_CHECKING:
+    from fashionclip.models.model import FashionCLIP
+
+#: What ``np.random.get_state()`` returns (legacy form).
+NumpyRngState = tuple[str, np.ndarray, int, int, float]
+
 STATE_DIR = "training_state"
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 FORMAT_VERSION = 1
 
 
-def save_model(model, folder: Path) -> None:
+def save_model(model: FashionCLIP, folder: Path) -> None:
     """Write a ``fashionclip.load``-able model folder (weights as safetensors, tokenizer, processor)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    module = model.module
-    channels_last = _is_channels_last(module)
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Writing model shards" at every save
     try:
-        if model.kind == "fashionclip-dual-encoder":
-            module.save_pretrained(
-                folder, tokenizer=model.tokenizer, image_processor=model.image_processor
-            )
-        else:
-            model.save_pretrained(folder)
+        model.save_pretrained(folder)  # its kind's adapter keeps the module's memory format
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-        if channels_last:  # save_pretrained converts the module to contiguous format in place
-            module.to(memory_format=torch.channels_last)
 
 
-def _is_channels_last(module: torch.nn.Module) -> bool:
-    for param in module.parameters():
-        if param.dim() == 4:
-            return (
-                param.is_contiguous(memory_format=torch.channels_last) and not param.is_contiguous()
-            )
-    return False
-
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_tensors(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer state dict into safetensors-able tensors and JSON-able rest."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -79,7 +68,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 
 def load_optimizer_state(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> None:
     state: dict[int, dict[str, Any]] = {}
     for name, tensor in tensors.items():
@@ -120,13 +109,13 @@ def restore_rng(tensors: dict[str, torch.Tensor], python_state: Any, numpy_state
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def python_rng_state() -> list:
+def python_rng_state() -> list[Any]:
     version, internal, gauss = random.getstate()
     return [version, list(internal), gauss]
 
 
-def numpy_rng_state() -> list:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+def numpy_rng_state() -> list[Any]:
+    name, keys, pos, has_gauss, cached = cast(NumpyRngState, np.random.get_state())
     return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
 
 
@@ -143,7 +132,7 @@ def write_state(
     save_file(rng_tensors(), str(state_dir / f"rng-rank{rank}.safetensors"))
     if not is_main:
         return
-    meta = {}
+    meta: dict[str, Any] = {}
     if optimizer is not None:
         tensors, meta = optimizer_tensors(optimizer)
         save_file(tensors, str(state_dir / OPTIMIZER_FILE))

@@ -12,30 +12,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from fashionclip.errors import FashionCLIPError
+from fashionclip.models.registry import Side, TowerSplit, kind_of
 
-
-def _tensor(output: object) -> torch.Tensor:
-    if torch.is_tensor(output):
-        return output
-    pooled = getattr(output, "pooler_output", None)
-    if pooled is None:
-        raise TypeError(f"cannot find pooled features in {type(output).__name__}")
-    return pooled
+if TYPE_CHECKING:
+    from fashionclip.models.model import FashionCLIP
 
 
 @dataclass
 class Tower:
     """One side (image or text) of a dual encoder."""
 
-    name: str
+    name: Side
     backbone: nn.Module
     head: nn.Module | None
     backbone_forward: Callable[..., torch.Tensor]
+
+    @classmethod
+    def from_split(cls, name: Side, split: TowerSplit) -> Tower:
+        return cls(name, split.backbone, split.head, split.forward)
 
     def head_forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features) if self.head is not None else features
@@ -79,52 +79,15 @@ def _layer_groups(backbone: nn.Module) -> list[list[nn.Parameter]]:
 class ModelParts:
     """Image and text towers of a ``FashionCLIP`` module, with locking and the temperature."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model: FashionCLIP) -> None:
         self.model = model
         self.module: nn.Module = model.module
-        self.kind: str = getattr(model, "kind", "")
-        self.image, self.text = self._towers()
+        self.model_kind = kind_of(model)
+        image, text = self.model_kind.towers(self.module)
+        self.image = Tower.from_split("image", image)
+        self.text = Tower.from_split("text", text)
 
     # ------------------------------------------------------------------ structure
-    def _towers(self) -> tuple[Tower, Tower]:
-        m = self.module
-        if self.kind == "fashionclip-dual-encoder":
-            image = Tower(
-                "image",
-                m.vision_model,
-                m.visual_projection,
-                lambda pixel_values: m.vision_model(pixel_values.to(m.logit_scale.dtype)),
-            )
-            text = Tower(
-                "text",
-                m.text_model,
-                m.text_projection,
-                lambda **tokens: m.get_text_sentence_embedding(
-                    tokens["input_ids"], tokens.get("attention_mask"), tokens.get("token_type_ids")
-                ),
-            )
-            return image, text
-        if not (hasattr(m, "vision_model") and hasattr(m, "text_model")):
-            raise FashionCLIPError(
-                f"cannot train a {type(m).__name__}: expected vision_model and text_model towers"
-            )
-        text_keys = {"input_ids"} if self.kind == "siglip" else {"input_ids", "attention_mask"}
-        image = Tower(
-            "image",
-            m.vision_model,
-            getattr(m, "visual_projection", None),
-            lambda pixel_values: _tensor(m.vision_model(pixel_values=pixel_values)),
-        )
-        text = Tower(
-            "text",
-            m.text_model,
-            getattr(m, "text_projection", None),
-            lambda **tokens: _tensor(
-                m.text_model(**{k: v for k, v in tokens.items() if k in text_keys})
-            ),
-        )
-        return image, text
-
     @property
     def logit_scale(self) -> nn.Parameter | None:
         return getattr(self.module, "logit_scale", None)
@@ -202,13 +165,9 @@ def _eval_frozen(module: nn.Module) -> None:
         _eval_frozen(child)
 
 
-def release_package_towers(model, parts: ModelParts) -> None:
-    """A dual-encoder tower taken from its package is not stored; once trained it must be."""
-    if getattr(model, "kind", "") != "fashionclip-dual-encoder":
-        return
-    cfg = model.module.config
-    for tower, attr in ((parts.image, "image_tower_source"), (parts.text, "text_tower_source")):
-        if getattr(cfg, attr) == "package" and any(
-            p.requires_grad for p in tower.backbone.parameters()
-        ):
-            setattr(cfg, attr, "folder")
+def release_package_towers(model: FashionCLIP, parts: ModelParts) -> None:
+    """A tower taken from its package is not stored; once trained it must be."""
+    for side in parts.model_kind.packaged_towers(model.module):
+        tower = parts.image if side == "image" else parts.text
+        if not tower.backbone_frozen:
+            parts.model_kind.store_tower(model.module, side)

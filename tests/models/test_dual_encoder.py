@@ -21,12 +21,12 @@ from fashionclip.models.dual_encoder import (
     FashionDualEncoder,
     FashionDualEncoderConfig,
     FashionImageProcessor,
-    build_tiny_dual_encoder,
     load_dual_encoder,
-    tiny_config,
 )
+from fashionclip.models.testing import _wordpiece_tokenizer, build_tiny_dual_encoder, tiny_config
+from fashionclip.utils import sha256_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CAPTIONS = ["a red shirt", "nike black sneakers", "women blue dress", "a photo of a watch"]
 
 
@@ -195,8 +195,6 @@ def _fake_text_package(root: Path, seed: int) -> None:
 
 
 def test_text_tower_from_package_is_not_stored_and_is_verified(tmp_path, monkeypatch):
-    from fashionclip.models.testing import _wordpiece_tokenizer
-
     _fake_text_package(tmp_path / "site", seed=0)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setitem(
@@ -212,7 +210,7 @@ def test_text_tower_from_package_is_not_stored_and_is_verified(tmp_path, monkeyp
     model = FashionDualEncoder(config)
     model.load_packaged_towers()
     packaged = tmp_path / "site" / "fake_text_tower" / "model" / "model.safetensors"
-    assert config.text_tower_sha256 == towers.sha256_file(packaged)
+    assert config.text_tower_sha256 == sha256_file(packaged)
 
     tokenizer = _wordpiece_tokenizer(tmp_path / "tok", max_length=32)
     folder = model.save_pretrained(tmp_path / "ckpt", tokenizer=tokenizer)
@@ -379,7 +377,9 @@ def test_packaged_pickle_is_only_loaded_with_weights_only(monkeypatch):
 
 def test_source_never_calls_torch_load_without_weights_only():
     pattern = re.compile(r"torch\.load\(([^)]*)\)")
-    for path in (REPO / "src").rglob("*.py"):
+    sources = list((REPO / "src").rglob("*.py"))
+    assert sources, REPO
+    for path in sources:
         for args in pattern.findall(path.read_text()):
             assert "weights_only=True" in args, f"{path}: torch.load({args})"
 
