@@ -27,12 +27,13 @@ pytestmark = [
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from test_serve_api import ServerThread, make_products  # noqa: E402
+
 import fashionclip  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.models.testing import build_tiny_clip  # noqa: E402
 from fashionclip.serve import create_app  # noqa: E402
 from fashionclip.serve.compare import ensure_compare_catalog  # noqa: E402
-from test_serve_api import ServerThread, make_products  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

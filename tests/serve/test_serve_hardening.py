@@ -15,18 +15,21 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
+from test_serve_api import ServerThread, draw_product, make_products  # noqa: E402
 
 from fashionclip.errors import FashionCLIPError, InvalidQueryError  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
-from fashionclip.serve import ServiceLimits, create_app  # noqa: E402
-from fashionclip.serve import uploads  # noqa: E402
+from fashionclip.serve import (  # noqa: E402
+    ServiceLimits,
+    create_app,
+    uploads,  # noqa: E402
+)
 from fashionclip.serve.app import _status_of  # noqa: E402
 from fashionclip.serve.uploads import (  # noqa: E402
     DecodeGate,
     ImageChangedError,
     ServiceBusyError,
 )
-from test_serve_api import ServerThread, draw_product, make_products  # noqa: E402
 
 
 @pytest.fixture(scope="module")
