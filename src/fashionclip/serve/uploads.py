@@ -48,7 +48,7 @@ DECODE_SIDE = 448
 #: After decoding this many pixels or more, give freed memory back to the system.
 TRIM_AFTER_PIXELS = 4_000_000
 #: Seconds an upload waits for a decode slot before the server answers 503.
-DEFAULT_QUEUE_TIMEOUT_S = 10.0
+DEFAULT_QUEUE_TIMEOUT_S = 30.0
 #: Image formats sent to browsers as they are; anything else is re-encoded as a JPEG.
 WEB_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 
