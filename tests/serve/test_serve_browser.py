@@ -152,9 +152,7 @@ def test_search_filter_similar_image_compare(server, browser, tmp_path):
 
     # 2. filter: results change and all match
     page.select_option("#filter-gender", "Women")
-    page.wait_for_function(
-        f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=compact(first)
-    )
+    page.wait_for_function(f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=compact(first))
     page.wait_for_function(
         "() => [...document.querySelectorAll('#results .card .meta')].every("
         "(m) => m.textContent.includes('Women')) && document.querySelectorAll('#results .card').length > 0"
@@ -276,20 +274,14 @@ def test_url_holds_the_search_and_back_restores_it(server, browser, tmp_path):
     page.fill("#q", "blue jeans")
     page.press("#q", "Enter")
     page.wait_for_function("() => location.search === '?q=blue+jeans'")
-    page.wait_for_function(
-        f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=compact(red)
-    )
+    page.wait_for_function(f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=compact(red))
     blue = wait_results(page)
     page.go_back()
     page.wait_for_function("() => location.search === '?q=red+dress'")
-    page.wait_for_function(
-        f"(want) => JSON.stringify(({CARD_IDS})()) === want", arg=compact(red)
-    )
+    page.wait_for_function(f"(want) => JSON.stringify(({CARD_IDS})()) === want", arg=compact(red))
     assert page.input_value("#q") == "red dress"
     page.go_forward()
-    page.wait_for_function(
-        f"(want) => JSON.stringify(({CARD_IDS})()) === want", arg=compact(blue)
-    )
+    page.wait_for_function(f"(want) => JSON.stringify(({CARD_IDS})()) === want", arg=compact(blue))
     assert page.input_value("#q") == "blue jeans"
     # filters and "similar to" are in the URL too
     page.select_option("#filter-gender", "Women")
@@ -388,4 +380,30 @@ def test_error_clears_the_old_results(server, browser, tmp_path):
     shot(page, tmp_path, "serve-desktop-error.png")
     unexpected = [p for p in problems if "HTTP 422" not in p and "422" not in p]
     assert not unexpected, unexpected
+    page.close()
+
+
+def test_detail_panel_more_of_this_type(server, browser, tmp_path):
+    base, records = server
+    by_id = {r.id: r for r in records}
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    problems = watch(page, base)
+    page.goto(base + "/?q=green+watch")
+    page.wait_for_selector("body[data-ready='true']")
+    first = wait_results(page)[0]
+    page.locator(f"#results .item:has(.card[data-id='{first}']) .details-button").click()
+    page.wait_for_selector("#detail[open]")
+    assert page.inner_text("#detail-title") == by_id[first].metadata["productDisplayName"]
+    details = page.inner_text("#detail-meta")
+    assert "Article type" in details and by_id[first].metadata["articleType"] in details
+    page.wait_for_function("() => document.querySelector('#detail-img').naturalWidth > 0")
+    shot(page, tmp_path, "serve-desktop-detail.png")
+    page.click("#detail-type")
+    page.wait_for_function("() => !document.querySelector('#detail').open")
+    kind = by_id[first].metadata["articleType"]
+    page.wait_for_function("() => location.search.includes('f.articleType=')")
+    assert page.input_value("#filter-articleType") == kind
+    page.wait_for_function(f"() => ({CARD_IDS})().length === 1")
+    assert page.evaluate(CARD_IDS) == [first]
+    assert not problems, problems
     page.close()

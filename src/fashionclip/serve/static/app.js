@@ -243,7 +243,54 @@ function card(hit) {
     el("span", { class: "score", text: "score " + hit.score.toFixed(3) }),
   );
   button.addEventListener("click", () => searchLike(hit.id, hit.title));
-  return button;
+  const details = el("button", { type: "button", class: "details-button secondary", text: "Details" });
+  details.setAttribute("aria-label", "Details of " + hit.title);
+  details.addEventListener("click", () => openDetail(hit));
+  return el("div", { class: "item" }, button, details);
+}
+
+// -- product detail panel ---------------------------------------------------------------------
+
+// The column "more of this type" filters on: articleType when the catalog has it.
+function typeColumn(metadata) {
+  const keys = (state.info && state.info.key_columns) || [];
+  return ["articleType", ...keys].find((c) => metadata[c] !== undefined && metadata[c] !== null && metadata[c] !== "");
+}
+
+function openDetail(hit) {
+  state.detail = hit;
+  $("detail-title").textContent = hit.title;
+  const img = $("detail-img");
+  img.classList.remove("missing");
+  img.src = hit.image_url || thumbUrl(hit.id);
+  const rows = [["Product id", hit.id]];
+  const title = state.info ? state.info.title_column : null;
+  for (const [column, value] of Object.entries(hit.metadata)) {
+    if (column !== title) rows.push([columnLabel(column), value === null ? "\u2014" : String(value)]);
+  }
+  $("detail-meta").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  const column = typeColumn(hit.metadata);
+  const typeButton = $("detail-type");
+  typeButton.hidden = !column;
+  if (column) typeButton.textContent = "More " + String(hit.metadata[column]);
+  $("detail").showModal();
+}
+
+function moreOfThisType() {
+  const hit = state.detail;
+  const column = typeColumn(hit.metadata);
+  $("detail").close();
+  state.filters[column] = String(hit.metadata[column]);
+  const select = $("filter-" + column);
+  if (select) select.value = state.filters[column];
+  updateFilterCount();
+  if (!state.mode) {
+    state.mode = "like";
+    state.like = { id: hit.id, title: hit.title };
+    showLike();
+  }
+  push();
+  run();
 }
 
 // -- modes ------------------------------------------------------------------------------------
@@ -591,6 +638,13 @@ async function start() {
     $("query-img").hidden = true; // a file the browser cannot show: no broken-image icon
   });
   $("classify-form").addEventListener("submit", classify);
+  $("detail-close").addEventListener("click", () => $("detail").close());
+  $("detail-like").addEventListener("click", () => {
+    $("detail").close();
+    searchLike(state.detail.id, state.detail.title);
+  });
+  $("detail-type").addEventListener("click", moreOfThisType);
+  $("detail-img").addEventListener("error", () => $("detail-img").classList.add("missing"));
   wireDrop();
   if (window.matchMedia("(max-width: 720px)").matches) $("filters-box").open = false;
 
