@@ -129,6 +129,14 @@ def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subproc
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def wait_ready(base: str, process: subprocess.Popen, timeout: float, log_path: Path) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -407,11 +415,7 @@ def measure_uploads(
             if killed:
                 break
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
         log.close()
     return results
 
@@ -520,11 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         server_errors = sum(e["server_errors"] for e in metrics["endpoints"].values())
         print(f"server metrics: {metrics['requests']} requests, {server_errors} server errors")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

@@ -91,16 +91,23 @@ def post_images(base: str, data: bytes, n: int) -> list[httpx.Response]:
     return answers
 
 
-def test_concurrent_uploads_are_decoded_one_slot_at_a_time(small, monkeypatch):
+def burst(small, monkeypatch, gate: DecodeGate, delay: float, n: int):
+    """n concurrent image searches on a served app whose decodes take ``delay`` s more;
+    returns (answers, the decode probe, /api/metrics afterwards)."""
     root, records, catalog, model = small
-    probe = ConcurrencyProbe(delay=0.1)
+    probe = ConcurrencyProbe(delay=delay)
     monkeypatch.setattr(uploads, "decode_reduced", probe)
-    gate = DecodeGate(slots=1, timeout_s=60)
     app = create_app(catalog, model, decode_gate=gate)
     data = png(draw_product("Dress", (200, 40, 50), seed=3))
     with ServerThread(app) as base:
-        answers = post_images(base, data, 6)
+        answers = post_images(base, data, n)
         metrics = httpx.get(base + "/api/metrics").json()
+    return answers, probe, metrics
+
+
+def test_concurrent_uploads_are_decoded_one_slot_at_a_time(small, monkeypatch):
+    gate = DecodeGate(slots=1, timeout_s=60)
+    answers, probe, metrics = burst(small, monkeypatch, gate, delay=0.1, n=6)
     assert [a.status_code for a in answers] == [200] * 6
     assert probe.calls == 6 and probe.most == 1
     assert gate.peak == 1 and gate.active == 0 and gate.waiting == 0
@@ -108,15 +115,8 @@ def test_concurrent_uploads_are_decoded_one_slot_at_a_time(small, monkeypatch):
 
 
 def test_uploads_beyond_the_queue_timeout_get_503_with_retry_after(small, monkeypatch):
-    root, records, catalog, model = small
-    probe = ConcurrencyProbe(delay=1.0)
-    monkeypatch.setattr(uploads, "decode_reduced", probe)
     gate = DecodeGate(slots=1, timeout_s=0.1)
-    app = create_app(catalog, model, decode_gate=gate)
-    data = png(draw_product("Heels", (30, 30, 30), seed=4))
-    with ServerThread(app) as base:
-        answers = post_images(base, data, 4)
-        metrics = httpx.get(base + "/api/metrics").json()
+    answers, probe, metrics = burst(small, monkeypatch, gate, delay=1.0, n=4)
     statuses = sorted(a.status_code for a in answers)
     assert 200 in statuses and 503 in statuses, statuses
     busy = [a for a in answers if a.status_code == 503]
