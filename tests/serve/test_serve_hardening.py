@@ -152,6 +152,28 @@ def test_large_uploads_are_decoded_reduced_and_still_found(small):
     assert found["results"]["results"][0]["id"] == target.id
 
 
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("P", "PNG"),
+        ("P", "GIF"),
+        ("1", "PNG"),
+        ("I;16", "PNG"),
+        ("L", "GIF"),
+        ("RGBA", "PNG"),
+        ("CMYK", "JPEG"),
+        ("L", "JPEG"),
+        ("RGB", "WEBP"),
+    ],
+)
+def test_reduced_decoding_handles_every_mode(mode, fmt):
+    image = Image.new("RGB", (1200, 1000), (200, 30, 30)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    decoded = uploads.decode_reduced(buffer.getvalue(), 25_000_000)
+    assert decoded.mode == "RGB" and decoded.size == (600, 500)
+
+
 def test_declared_pixels_are_refused_before_decoding(small, monkeypatch):
     root, records, catalog, model = small
     probe = ConcurrencyProbe(delay=0)

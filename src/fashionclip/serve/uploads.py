@@ -49,6 +49,8 @@ DECODE_SIDE = 448
 TRIM_AFTER_PIXELS = 4_000_000
 #: Seconds an upload waits for a decode slot before the server answers 503.
 DEFAULT_QUEUE_TIMEOUT_S = 30.0
+#: Modes Image.reduce accepts; others (P, 1, I;16...) become RGB first.
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
 #: Image formats sent to browsers as they are; anything else is re-encoded as a JPEG.
 WEB_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 
@@ -214,7 +216,9 @@ def decode_reduced(data: bytes, max_pixels: int, side: int = DECODE_SIDE) -> Ima
             image.load()
             factor = min(image.size) // side
             if factor >= 2:
-                full = image
+                full = image if image.mode in _REDUCIBLE_MODES else load_image(image)
+                if full is not image:
+                    image.close()
                 image = full.reduce(factor)
                 full.close()
                 del full
