@@ -17,6 +17,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 from test_serve_api import ServerThread, draw_product, make_products  # noqa: E402
 
+from fashionclip.data.tables import ProductRecord  # noqa: E402
 from fashionclip.errors import FashionCLIPError, InvalidQueryError  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.serve import (  # noqa: E402
@@ -253,3 +254,16 @@ def test_openapi_is_typed_and_docs_pages_are_off(small):
     assert client.get("/docs").status_code == 404
     assert client.get("/redoc").status_code == 404
     assert client.get("/api/ready").json() == {"ready": True, "products": len(records)}
+
+
+def test_hits_carry_the_content_hash_of_byte_identical_duplicates(small, tmp_path):
+    root, records, catalog, model = small
+    copy = tmp_path / "copy.png"
+    shutil.copy(records[0].image, copy)
+    dupes = Catalog.create(tmp_path / "catalog", model)
+    dupes.index([*records[:3], ProductRecord("dup", copy, dict(records[0].metadata))])
+    client = TestClient(create_app(dupes, model))
+    found = client.post("/api/search/like", json={"id": records[1].id, "k": 3}).json()
+    hashes = {hit["id"]: hit["content_hash"] for hit in found["results"]["results"]}
+    assert set(hashes) == {records[0].id, records[2].id, "dup"}
+    assert hashes["dup"] == hashes[records[0].id] != hashes[records[2].id]

@@ -205,12 +205,16 @@ def _image_url(product_id: str) -> str:
     return "/api/thumbnails/" + quote(product_id, safe="")
 
 
-def _with_urls(response: dict[str, Any]) -> dict[str, Any]:
+def _with_urls(response: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
+    """Each hit gets its image URL and the sha256 of its image bytes (equal for byte-identical
+    duplicates, which the page groups)."""
     for side in ("results", "compare"):
         block = response.get(side)
         if block:
             for hit in block["results"]:
                 hit["image_url"] = _image_url(hit["id"])
+                stored = catalog.get(hit["id"])
+                hit["content_hash"] = stored.content_hash if stored is not None else None
     return response
 
 
@@ -431,7 +435,7 @@ def create_app(
         found = service.search_text(
             body.query, k=body.k, filters=body.filters, compare=body.compare
         )
-        return _with_urls(found.to_dict())
+        return _with_urls(found.to_dict(), catalog)
 
     @app.post("/api/search/like", tags=["search"], response_model=SearchOut, responses=_ERRORS)
     def search_like(body: LikeSearchIn) -> dict[str, Any]:
@@ -439,7 +443,7 @@ def create_app(
         found = service.more_like_this(
             body.id, k=body.k, filters=body.filters, compare=body.compare
         )
-        return _with_urls(found.to_dict())
+        return _with_urls(found.to_dict(), catalog)
 
     @app.post(
         "/api/search/image",
@@ -462,7 +466,7 @@ def create_app(
             compare=compare,
             filename=image.filename,
         )
-        return _with_urls(found.to_dict())
+        return _with_urls(found.to_dict(), catalog)
 
     @app.post(
         "/api/classify", tags=["search"], response_model=ClassifyOut, responses={**_ERRORS, **_BUSY}

@@ -42,6 +42,9 @@ class HitOut(BaseModel):
     score: float = Field(description="Cosine similarity to the query.")
     metadata: dict[str, MetadataValue]
     image_url: str
+    content_hash: str | None = Field(
+        None, description="sha256 of the image bytes: equal for byte-identical duplicates."
+    )
 
 
 class ResultListOut(BaseModel):

@@ -211,12 +211,23 @@ function renderList(list, withHeading) {
     return section;
   }
   const grid = el("div", { class: "grid" });
-  for (const hit of list.results) grid.append(card(hit));
+  for (const group of groupDuplicates(list.results)) grid.append(card(group[0], group.slice(1)));
   section.append(grid);
   return section;
 }
 
-function card(hit) {
+// Byte-identical images (same content_hash) listed as several products: one card each group.
+function groupDuplicates(hits) {
+  const groups = new Map();
+  for (const hit of hits) {
+    const key = hit.content_hash || "id:" + hit.id;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(hit);
+  }
+  return [...groups.values()];
+}
+
+function card(hit, duplicates = []) {
   const keys = (state.info && state.info.key_columns) || [];
   const meta = keys
     .map((column) => hit.metadata[column])
@@ -241,6 +252,12 @@ function card(hit) {
     el("span", { class: "title", text: hit.title }),
     meta ? el("span", { class: "meta", text: meta }) : null,
     el("span", { class: "score", text: "score " + hit.score.toFixed(3) }),
+    duplicates.length
+      ? el("span", {
+          class: "dupes",
+          text: "+" + duplicates.length + " with the same image: " + duplicates.map((d) => d.id).join(", "),
+        })
+      : null,
   );
   button.addEventListener("click", () => searchLike(hit.id, hit.title));
   const details = el("button", { type: "button", class: "details-button secondary", text: "Details" });
