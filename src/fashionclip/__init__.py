@@ -4,6 +4,7 @@ fashion models (after Chia et al., Sci Rep 2022)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # OpenMP threads that spin while waiting slow torch down several-fold on a busy machine (measured
 # up to 5x on 2 shared cores); passive waiting costs nothing when the CPU is free. It only takes
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Catalog pulls in the store; import it lazily so `import fashionclip` stays light.
     if name == "Catalog":
         from fashionclip.index import Catalog

@@ -11,9 +11,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fashionclip.errors import FashionCLIPError, ModelMismatchError
+
+if TYPE_CHECKING:
+    from fashionclip.models import FashionCLIP
 
 
 def _print_json(value: Any) -> None:
@@ -21,7 +24,9 @@ def _print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _load_model(name: str | None, device: str | None = None, allow_pickle: bool = False):
+def _load_model(
+    name: str | None, device: str | None = None, allow_pickle: bool = False
+) -> FashionCLIP:
     from fashionclip.models import load
 
     return load(name, device=device, allow_pickle=allow_pickle)
@@ -104,7 +109,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         more = f"; ... {len(outcome.failures) - 3} more" if len(outcome.failures) > 3 else ""
         raise FashionCLIPError(f"no readable image: {shown}{more}")
     predictions = model.predictions(outcome.embeddings, labels, label_vectors)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "image": str(images[index]),
             "label": prediction.label,
@@ -407,7 +412,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "(it has no authentication)",
             file=sys.stderr,
         )
-    print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    print(
+        f"serving on http://{args.host}:{args.port}/ (API schema at /openapi.json)", file=sys.stderr
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -612,8 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="web page and JSON API for searching a catalog",
-        description="Serve a catalog over HTTP: a search page at / and a JSON API (OpenAPI at "
-        "/openapi.json, docs at /docs). Loads the model and catalog once. --model defaults to "
+        description="Serve a catalog over HTTP: a search page at / and a JSON API (its "
+        "the API schema at /openapi.json). Loads the model and catalog once. --model defaults to "
         "the model that built the catalog. For side-by-side results give --compare-catalog "
         "(the same products indexed with another model) or just --compare-model, which "
         "builds/refreshes CATALOG/compare-<fingerprint>/ at start-up (incremental).",

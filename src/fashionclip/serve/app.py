@@ -1,6 +1,8 @@
 """The HTTP layer: a FastAPI app over :class:`~fashionclip.serve.search.SearchService`.
 
-Routes (JSON unless noted; OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
+Routes (JSON unless noted). The OpenAPI description is at ``/openapi.json``; there is no
+``/docs`` or ``/redoc`` page, because those load their scripts from a CDN and would be blank
+offline (open ``/openapi.json`` in any OpenAPI viewer instead):
 
 * ``GET /`` the web page; ``GET /static/{name}`` its script and style sheet
 * ``GET /api/health`` liveness; ``GET /api/ready`` readiness; ``GET /api/metrics`` counters
@@ -11,7 +13,9 @@ Routes (JSON unless noted; OpenAPI at ``/openapi.json``, interactive docs at ``/
 * ``POST /api/classify`` multipart: ``image``, ``labels`` (repeat or comma-separated), ...
 * ``GET /api/products/{id}`` a product; ``GET /api/thumbnails/{id}`` its image
 
-Every error is ``{"error": "..."}`` with a 4xx status for bad input. Images are only ever
+Every error is ``{"error": "..."}`` with a 4xx status for bad input, 409 for a catalog
+image whose file changed since it was indexed, and 503 with ``Retry-After`` when every image
+decode slot stayed busy (uploads are decoded a few at a time to bound memory; see uploads). Images are only ever
 served by product id through the catalog (never from a client-given path), request bodies
 are capped (``Content-Length`` and the streamed size), and each model is entered by one
 thread at a time (see the service).
@@ -19,6 +23,7 @@ thread at a time (see the service).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -28,7 +33,6 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,11 +41,31 @@ from fashionclip.errors import (
     FashionCLIPError,
     ImageDecodeError,
     InvalidQueryError,
-    ModelMismatchError,
 )
 from fashionclip.index import Catalog, ProductNotFoundError
 from fashionclip.serve.metrics import RequestMetrics
+from fashionclip.serve.schemas import (
+    FILTERS_DOC,
+    ClassifyOut,
+    ErrorOut,
+    FacetsOut,
+    InfoOut,
+    LikeSearchIn,
+    MetricsOut,
+    NotReadyOut,
+    ProductOut,
+    ReadyOut,
+    SearchOut,
+    TextSearchIn,
+)
 from fashionclip.serve.search import SearchService, ServiceLimits, UploadTooLargeError
+from fashionclip.serve.uploads import (
+    DecodeGate,
+    ImageChangedError,
+    ServiceBusyError,
+    bind_gate,
+    gate_for,
+)
 
 log = logging.getLogger("fashionclip.serve")
 
@@ -65,116 +89,18 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-# -- request and response models (the OpenAPI schema) -----------------------------------------
-
-MetadataValue = str | int | float | bool | None
-FilterValue = str | int | float | bool
-FiltersIn = dict[str, FilterValue | list[FilterValue]]
-
-_FILTERS_DOC = (
-    "Metadata filters: column -> value or list of accepted values, ANDed across columns, e.g. "
-    '{"gender": "Women", "articleType": ["Heels", "Flats"]}. Columns: GET /api/facets.'
-)
-
-
-class TextSearchIn(BaseModel):
-    query: str = Field(description="What to look for, e.g. 'red summer dress'.")
-    k: StrictInt | None = Field(None, description="Number of results, 1..max_k (GET /api/info).")
-    filters: FiltersIn | None = Field(None, description=_FILTERS_DOC)
-    compare: bool = Field(False, description="Also answer with the compare model.")
-
-
-class LikeSearchIn(BaseModel):
-    id: str = Field(description="A catalog product id; it is excluded from its results.")
-    k: StrictInt | None = Field(None, description="Number of results, 1..max_k.")
-    filters: FiltersIn | None = Field(None, description=_FILTERS_DOC)
-    compare: bool = Field(False, description="Also answer with the compare model.")
-
-
-class TimingOut(BaseModel):
-    queue_ms: float = Field(description="Waiting for the model (another request held it).")
-    encode_ms: float = Field(description="Encoding the query with the model.")
-    search_ms: float = Field(description="Vector search and reading the hits' metadata.")
-
-
-class HitOut(BaseModel):
-    id: str
-    title: str
-    score: float = Field(description="Cosine similarity to the query.")
-    metadata: dict[str, MetadataValue]
-    image_url: str
-
-
-class ResultListOut(BaseModel):
-    side: str = Field(description="'catalog' (the catalog's model) or 'compare'.")
-    model: str
-    results: list[HitOut]
-    timing: TimingOut
-    error: str | None = Field(None, description="Why the compare side has no results.")
-
-
-class SearchOut(BaseModel):
-    kind: str = Field(description="text, image or like")
-    query: dict[str, Any]
-    k: int
-    filters: dict[str, list[FilterValue]]
-    results: ResultListOut
-    compare: ResultListOut | None
-    took_ms: float = Field(description="Server time for the whole request.")
-
-
-class LabelScoreOut(BaseModel):
-    label: str
-    score: float
-
-
-class ClassificationOut(BaseModel):
-    side: str
-    model: str
-    label: str
-    scores: list[LabelScoreOut]
-    timing: TimingOut
-
-
-class ClassifyOut(BaseModel):
-    labels: list[str]
-    result: ClassificationOut
-    compare: ClassificationOut | None
-    took_ms: float
-
-
-class FacetValueOut(BaseModel):
-    value: MetadataValue
-    count: int
-
-
-class FacetOut(BaseModel):
-    column: str
-    values: list[FacetValueOut]
-    truncated: bool = Field(description="True when the column has more values than listed.")
-
-
-class FacetsOut(BaseModel):
-    facets: list[FacetOut]
-
-
-class ProductOut(BaseModel):
-    id: str
-    title: str
-    metadata: dict[str, MetadataValue]
-    has_image: bool
-    image_url: str
-
-
-class ErrorOut(BaseModel):
-    error: str
-
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "Bad input (empty query, unknown filter, k...)"},
     404: {"model": ErrorOut, "description": "Unknown product"},
     413: {"model": ErrorOut, "description": "Upload or image too large"},
     422: {"model": ErrorOut, "description": "Malformed request or unreadable image"},
+}
+_BUSY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorOut,
+        "description": "Every image decode slot stayed busy; retry after `Retry-After` seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
 }
 
 
@@ -258,16 +184,19 @@ class MetricsMiddleware:
 # -- the app ----------------------------------------------------------------------------------
 
 
+#: HTTP status of each library error; any other FashionCLIPError (InvalidQueryError,
+#: ModelMismatchError...) is about the client's input: 400.
+_STATUS_OF: tuple[tuple[type[FashionCLIPError], int], ...] = (
+    (ProductNotFoundError, 404),
+    (ImageChangedError, 409),
+    (UploadTooLargeError, 413),
+    (ImageDecodeError, 422),
+    (ServiceBusyError, 503),
+)
+
+
 def _status_of(exc: FashionCLIPError) -> int:
-    if isinstance(exc, ProductNotFoundError):
-        return 404
-    if isinstance(exc, UploadTooLargeError):
-        return 413
-    if isinstance(exc, ImageDecodeError):
-        return 422
-    if isinstance(exc, (InvalidQueryError, ModelMismatchError)):
-        return 400
-    return 400
+    return next((status for kind, status in _STATUS_OF if isinstance(exc, kind)), 400)
 
 
 def _image_url(product_id: str) -> str:
@@ -276,12 +205,16 @@ def _image_url(product_id: str) -> str:
     return "/api/thumbnails/" + quote(product_id, safe="")
 
 
-def _with_urls(response: dict[str, Any]) -> dict[str, Any]:
+def _with_urls(response: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
+    """Each hit gets its image URL and the sha256 of its image bytes (equal for byte-identical
+    duplicates, which the page groups)."""
     for side in ("results", "compare"):
         block = response.get(side)
         if block:
             for hit in block["results"]:
                 hit["image_url"] = _image_url(hit["id"])
+                stored = catalog.get(hit["id"])
+                hit["content_hash"] = stored.content_hash if stored is not None else None
     return response
 
 
@@ -314,19 +247,23 @@ def create_app(
     *,
     compare_model: Any | None = None,
     compare_catalog: Catalog | None = None,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_upload_bytes: int | None = None,
     limits: ServiceLimits | None = None,
     title_column: str | None = None,
     key_columns: list[str] | None = None,
+    decode_gate: DecodeGate | None = None,
 ) -> FastAPI:
     """The ASGI app serving ``catalog`` (built with ``model``) and its web page.
 
     ``compare_model`` + ``compare_catalog`` (a catalog of the same products built with the
-    compare model) enable side-by-side results. ``max_upload_bytes`` caps an uploaded image;
-    ``limits`` overrides the other bounds (k, labels, pixels; see ServiceLimits).
+    compare model) enable side-by-side results. ``limits`` sets the bounds (k, labels, upload
+    bytes, pixels; see ServiceLimits); ``max_upload_bytes``, when given, overrides its upload
+    cap (default: the limits' own, 10 MiB). ``decode_gate`` bounds concurrent image decodes
+    (default: the process-wide gate, one slot per CPU core; see serve.uploads).
     """
-    base = limits or ServiceLimits()
-    limits = ServiceLimits(**{**base.__dict__, "max_upload_bytes": max_upload_bytes})
+    limits = limits or ServiceLimits(max_upload_bytes=DEFAULT_MAX_UPLOAD_BYTES)
+    if max_upload_bytes is not None and max_upload_bytes != limits.max_upload_bytes:
+        limits = dataclasses.replace(limits, max_upload_bytes=max_upload_bytes)
     service = SearchService(
         catalog,
         model,
@@ -336,6 +273,9 @@ def create_app(
         title_column=title_column,
         key_columns=key_columns,
     )
+    if decode_gate is not None:
+        bind_gate(service, decode_gate)
+    gate = gate_for(service)
     metrics = RequestMetrics()
     static = {name: _load_page(name) for name in _STATIC}
     index_html = _load_page("index.html")
@@ -345,13 +285,16 @@ def create_app(
         version=__version__,
         description="Search a product catalog by text, image or product with a CLIP-style "
         "model; zero-shot classification of uploaded images. Errors are "
-        '`{"error": "..."}`.',
+        '`{"error": "..."}`. This description is `/openapi.json` (no /docs page: it would '
+        "need scripts from a CDN).",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     app.state.metrics = metrics
     app.add_middleware(
         BodyLimitMiddleware,
-        upload_limit=max_upload_bytes + _MULTIPART_SLACK,
+        upload_limit=limits.max_upload_bytes + _MULTIPART_SLACK,
         json_limit=_MAX_JSON_BYTES,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -360,7 +303,10 @@ def create_app(
 
     @app.exception_handler(FashionCLIPError)
     async def _library_error(request: Request, exc: FashionCLIPError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=_status_of(exc))
+        headers = None
+        if isinstance(exc, ServiceBusyError):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return JSONResponse({"error": str(exc)}, status_code=_status_of(exc), headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -380,7 +326,7 @@ def create_app(
                 message = f"the request body is not valid JSON ({detail})"
             elif where and where[0] == "filters":
                 # one error per member of the value union: say it once, plainly
-                message = f"filters: {_FILTERS_DOC}"
+                message = f"filters: {FILTERS_DOC}"
             elif not where:
                 message = f"request body: {error.get('msg', 'invalid')} (send a JSON object)"
             else:
@@ -412,19 +358,35 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/ready", tags=["operations"], summary="Readiness: catalogs and models usable")
+    @app.get(
+        "/api/ready",
+        tags=["operations"],
+        summary="Readiness: catalogs and models usable",
+        response_model=ReadyOut,
+        responses={503: {"model": NotReadyOut, "description": "A catalog cannot be read"}},
+    )
     def ready() -> JSONResponse:
         try:
-            return JSONResponse(service.ready())
+            return JSONResponse(ReadyOut(**service.ready()).model_dump(exclude_none=True))
         except Exception as exc:  # a catalog that cannot be read: not ready, not a crash
             log.warning("readiness check failed: %s", exc)
             return JSONResponse({"ready": False, "error": str(exc)}, status_code=503)
 
-    @app.get("/api/metrics", tags=["operations"], summary="Request counts and latency")
+    @app.get(
+        "/api/metrics",
+        tags=["operations"],
+        summary="Request counts and latency; image decode slots",
+        response_model=MetricsOut,
+    )
     def get_metrics() -> dict[str, Any]:
-        return metrics.snapshot()
+        return {**metrics.snapshot(), "uploads": gate.snapshot()}
 
-    @app.get("/api/info", tags=["catalog"], summary="Models, size, columns and limits")
+    @app.get(
+        "/api/info",
+        tags=["catalog"],
+        summary="Models, size, columns and limits",
+        response_model=InfoOut,
+    )
     def info() -> dict[str, Any]:
         return service.info()
 
@@ -449,10 +411,16 @@ def create_app(
     @app.get(
         "/api/thumbnails/{product_id:path}",
         tags=["catalog"],
-        responses={**_ERRORS, 200: {"content": {"image/*": {}}, "description": "The image"}},
+        responses={
+            **_ERRORS,
+            **_BUSY,
+            409: {"model": ErrorOut, "description": "The file changed since it was indexed"},
+            200: {"content": {"image/*": {}}, "description": "The image"},
+        },
     )
     def thumbnail(product_id: str) -> Response:
-        """The image of a catalog product (looked up by id; larger images are scaled down)."""
+        """The image of a catalog product (looked up by id; larger images are scaled down).
+        Only the bytes that were indexed are served (sha256 checked against the catalog)."""
         image = service.product_image(product_id)
         headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
         if image.path is not None:
@@ -467,7 +435,7 @@ def create_app(
         found = service.search_text(
             body.query, k=body.k, filters=body.filters, compare=body.compare
         )
-        return _with_urls(found.to_dict())
+        return _with_urls(found.to_dict(), catalog)
 
     @app.post("/api/search/like", tags=["search"], response_model=SearchOut, responses=_ERRORS)
     def search_like(body: LikeSearchIn) -> dict[str, Any]:
@@ -475,13 +443,18 @@ def create_app(
         found = service.more_like_this(
             body.id, k=body.k, filters=body.filters, compare=body.compare
         )
-        return _with_urls(found.to_dict())
+        return _with_urls(found.to_dict(), catalog)
 
-    @app.post("/api/search/image", tags=["search"], response_model=SearchOut, responses=_ERRORS)
+    @app.post(
+        "/api/search/image",
+        tags=["search"],
+        response_model=SearchOut,
+        responses={**_ERRORS, **_BUSY},
+    )
     def search_image(
         image: Annotated[UploadFile, File(description="An image file (JPEG, PNG, WebP...)")],
         k: Annotated[int | None, Form(description="Number of results, 1..max_k")] = None,
-        filters: Annotated[str | None, Form(description="JSON object; " + _FILTERS_DOC)] = None,
+        filters: Annotated[str | None, Form(description="JSON object; " + FILTERS_DOC)] = None,
         compare: Annotated[bool, Form(description="Also answer with the compare model")] = False,
     ) -> dict[str, Any]:
         """Products that look like an uploaded image."""
@@ -493,9 +466,11 @@ def create_app(
             compare=compare,
             filename=image.filename,
         )
-        return _with_urls(found.to_dict())
+        return _with_urls(found.to_dict(), catalog)
 
-    @app.post("/api/classify", tags=["search"], response_model=ClassifyOut, responses=_ERRORS)
+    @app.post(
+        "/api/classify", tags=["search"], response_model=ClassifyOut, responses={**_ERRORS, **_BUSY}
+    )
     def classify(
         image: Annotated[UploadFile, File(description="An image file")],
         labels: Annotated[

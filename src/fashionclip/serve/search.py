@@ -17,10 +17,8 @@ search (thread-safe per the catalog's contract) and reading metadata run outside
 
 from __future__ import annotations
 
-import io
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from fashionclip.data.images import load_image
-from fashionclip.errors import FashionCLIPError, ImageDecodeError, InvalidQueryError
+from fashionclip.errors import FashionCLIPError, InvalidQueryError
 from fashionclip.index import Catalog, ProductNotFoundError, Query, QueryLimits, SearchResult
 from fashionclip.index.query import FilterValue, check_id
 from fashionclip.models.prompts import check_labels, check_templates
@@ -41,8 +38,6 @@ T = TypeVar("T")
 TITLE_COLUMNS = ("productDisplayName", "name", "title", "product_name", "description")
 #: Columns shown under the name on a result card when the catalog has them.
 KEY_COLUMNS = ("articleType", "baseColour", "gender", "category", "colour", "color", "brand")
-#: Image formats sent to browsers as they are; anything else is re-encoded as a JPEG thumbnail.
-_WEB_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 
 Filters = Mapping[str, FilterValue | Sequence[FilterValue]]
 
@@ -299,8 +294,6 @@ class SearchService:
         if unknown:
             raise FashionCLIPError(f"key column(s) {unknown} are not catalog columns")
         self.key_columns = list(key_columns)
-        self._thumbs: OrderedDict[tuple[str, float, int], bytes] = OrderedDict()
-        self._thumbs_lock = threading.Lock()
 
     # -- description -------------------------------------------------------------------------
 
@@ -468,73 +461,28 @@ class SearchService:
     # -- images ------------------------------------------------------------------------------
 
     def decode_upload(self, data: bytes) -> Image.Image:
-        """Decode uploaded bytes safely: size limit, pixel limit (bombs), clear errors."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InvalidQueryError("the upload must be the bytes of an image file")
-        if len(data) == 0:
-            raise InvalidQueryError("the uploaded file is empty")
-        if len(data) > self.limits.max_upload_bytes:
-            raise UploadTooLargeError(
-                f"the upload is {len(data):,} bytes; the limit is "
-                f"{self.limits.max_upload_bytes:,} bytes"
-            )
-        width, height = _declared_size(bytes(data))
-        if width * height > self.limits.max_image_pixels:
-            raise UploadTooLargeError(
-                f"the image is {width}x{height} pixels; the limit is "
-                f"{self.limits.max_image_pixels:,} pixels (decompression bomb protection)"
-            )
-        try:
-            return load_image(bytes(data), max_pixels=self.limits.max_image_pixels)
-        except ImageDecodeError as exc:
-            raise ImageDecodeError(f"the upload is not a readable image: {exc}") from None
+        """Decode uploaded bytes safely: size and pixel limits (bombs), at most one decode per
+        core at once (503 when the queue times out), reduced size; see serve.uploads."""
+        from fashionclip.serve import uploads  # here: uploads imports this module
+
+        return uploads.decode_upload(data, self.limits, uploads.gate_for(self))
 
     def image_path(self, product_id: str) -> Path:
         """The image file of a catalog product: only paths the catalog recorded, by id."""
-        try:
-            path = self._primary.catalog.image_path(check_id(product_id))
-        except ProductNotFoundError:  # the catalog's message names its folder: keep it private
-            raise ProductNotFoundError(f"no product {product_id!r} with an image") from None
-        if not path.is_file():
-            raise ProductNotFoundError(f"the image file of product {product_id!r} is missing")
-        return path
+        from fashionclip.serve import uploads
+
+        return uploads.image_path(self._primary.catalog, check_id(product_id))
 
     def product_image(self, product_id: str) -> ProductImage:
-        """The picture of a product for a browser: the file itself when it is a web format
-        no larger than ``thumbnail_side``, else a JPEG thumbnail (cached)."""
-        path = self.image_path(product_id)
-        try:
-            with Image.open(path) as probe:
-                fmt, size = probe.format, probe.size
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            raise ProductNotFoundError(
-                f"the image of product {product_id!r} cannot be read"
-            ) from None
-        side = self.limits.thumbnail_side
-        if fmt in _WEB_FORMATS and max(size) <= side:
-            return ProductImage(_WEB_FORMATS[fmt], path=path)
-        stat = path.stat()
-        key = (str(path), stat.st_mtime, stat.st_size)
-        with self._thumbs_lock:
-            cached = self._thumbs.get(key)
-            if cached is not None:
-                self._thumbs.move_to_end(key)
-                return ProductImage("image/jpeg", data=cached)
-        try:
-            image = load_image(path)
-        except ImageDecodeError:
-            raise ProductNotFoundError(
-                f"the image of product {product_id!r} cannot be read"
-            ) from None
-        image.thumbnail((side, side))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=85)
-        data = buffer.getvalue()
-        with self._thumbs_lock:
-            self._thumbs[key] = data
-            while len(self._thumbs) > 1024:
-                self._thumbs.popitem(last=False)
-        return ProductImage("image/jpeg", data=data)
+        """The picture of a product for a browser, only if its bytes are the indexed ones: the
+        file itself when it is a web format no larger than ``thumbnail_side``, else a JPEG
+        thumbnail (cached); see serve.uploads."""
+        from fashionclip.serve import uploads
+
+        catalog, product_id = self._primary.catalog, check_id(product_id)
+        gate = uploads.gate_for(self)
+        media_type, data = uploads.product_image(catalog, product_id, self.limits, gate)
+        return ProductImage(media_type, data=data)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -606,14 +554,7 @@ class SearchService:
 
 
 def _declared_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the image header, without decoding the pixels.
+    """Width and height from the image header (see serve.uploads.declared_size)."""
+    from fashionclip.serve.uploads import declared_size
 
-    (0, 0) when the header is unreadable: the full decode that follows reports why.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            return probe.size
-    except Image.DecompressionBombError as exc:  # PIL's own limit, beyond ours
-        raise UploadTooLargeError(f"the image is too large to decode: {exc}") from None
-    except Exception:
-        return 0, 0
+    return declared_size(data)

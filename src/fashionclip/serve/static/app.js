@@ -1,5 +1,7 @@
 // fashionclip search page: plain JavaScript, no build step, talks to the JSON API of the same
-// server (see /docs). State: the current query (text, image or "like" a product), filters, k.
+// server (described at /openapi.json). State: the current query (text, image or "like" a
+// product), filters, k, compare; mirrored in the URL (?q=, ?like=, ?f.<column>=, ?k=,
+// ?compare=1) so that a search can be linked, reloaded, and walked with Back/Forward.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -13,7 +15,31 @@ const state = {
   like: null, // {id, title}
   filters: {}, // column -> value (string)
   seq: 0, // increases per request; late answers of older requests are dropped
+  images: new Map(), // history key -> File of an image search (files cannot live in the URL)
 };
+
+// Facets with more values than this get a type-ahead box above their list.
+const LONG_FACET = 12;
+// Values asked per facet: all of them for any real catalog column (articleType has 116).
+const FACET_LIMIT = 1000;
+// Readable names of well-known columns; others are split from camelCase / snake_case.
+const COLUMN_LABELS = {
+  articleType: "Article type",
+  baseColour: "Colour",
+  masterCategory: "Category",
+  subCategory: "Subcategory",
+  usage: "Usage",
+  season: "Season",
+  gender: "Gender",
+  year: "Year",
+};
+const EXAMPLES = ["red summer dress", "black leather handbag", "men running shoes", "blue denim jeans"];
+
+function columnLabel(column) {
+  if (COLUMN_LABELS[column]) return COLUMN_LABELS[column];
+  const words = column.replace(/[_-]+/g, " ").replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
 
 // -- API --------------------------------------------------------------------------------------
 
@@ -78,6 +104,14 @@ function showError(message) {
   box.hidden = !message;
 }
 
+// An error about the search: the results shown were for another search, so they go.
+function fail(message) {
+  $("status").textContent = "";
+  $("results").replaceChildren();
+  $("results").classList.remove("compare");
+  showError(message);
+}
+
 function thumbUrl(id) {
   return "/api/thumbnails/" + encodeURIComponent(id);
 }
@@ -123,8 +157,7 @@ async function run() {
     render(result.data, result.ms);
   } catch (err) {
     if (seq !== state.seq) return;
-    $("status").textContent = "";
-    showError(err.message);
+    fail(err.message); // never leave the previous search's results under an error
   } finally {
     if (seq === state.seq) document.body.classList.remove("busy");
   }
@@ -178,38 +211,103 @@ function renderList(list, withHeading) {
     return section;
   }
   const grid = el("div", { class: "grid" });
-  for (const hit of list.results) grid.append(card(hit));
+  for (const group of groupDuplicates(list.results)) grid.append(card(group[0], group.slice(1)));
   section.append(grid);
   return section;
 }
 
-function card(hit) {
+// Byte-identical images (same content_hash) listed as several products: one card each group.
+function groupDuplicates(hits) {
+  const groups = new Map();
+  for (const hit of hits) {
+    const key = hit.content_hash || "id:" + hit.id;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(hit);
+  }
+  return [...groups.values()];
+}
+
+function card(hit, duplicates = []) {
   const keys = (state.info && state.info.key_columns) || [];
   const meta = keys
     .map((column) => hit.metadata[column])
     .filter((value) => value !== null && value !== undefined && value !== "")
     .join(" \u00b7 ");
+  // The name is read once: the picture is decorative (alt=""), the card has no tooltip.
   const image = el("img", {
     src: hit.image_url || thumbUrl(hit.id),
-    alt: hit.title,
+    alt: "",
     loading: "lazy",
     decoding: "async",
   });
+  image.addEventListener("error", () => image.closest(".thumb").classList.add("missing"));
   const button = el(
     "button",
     {
       type: "button",
       class: "card",
-      title: "Show products similar to " + hit.title,
       "data-id": hit.id,
     },
     el("span", { class: "thumb" }, image),
     el("span", { class: "title", text: hit.title }),
     meta ? el("span", { class: "meta", text: meta }) : null,
     el("span", { class: "score", text: "score " + hit.score.toFixed(3) }),
+    duplicates.length
+      ? el("span", {
+          class: "dupes",
+          text: "+" + duplicates.length + " with the same image: " + duplicates.map((d) => d.id).join(", "),
+        })
+      : null,
   );
   button.addEventListener("click", () => searchLike(hit.id, hit.title));
-  return button;
+  const details = el("button", { type: "button", class: "details-button secondary", text: "Details" });
+  details.setAttribute("aria-label", "Details of " + hit.title);
+  details.addEventListener("click", () => openDetail(hit));
+  return el("div", { class: "item" }, button, details);
+}
+
+// -- product detail panel ---------------------------------------------------------------------
+
+// The column "more of this type" filters on: articleType when the catalog has it.
+function typeColumn(metadata) {
+  const keys = (state.info && state.info.key_columns) || [];
+  return ["articleType", ...keys].find((c) => metadata[c] !== undefined && metadata[c] !== null && metadata[c] !== "");
+}
+
+function openDetail(hit) {
+  state.detail = hit;
+  $("detail-title").textContent = hit.title;
+  const img = $("detail-img");
+  img.classList.remove("missing");
+  img.src = hit.image_url || thumbUrl(hit.id);
+  const rows = [["Product id", hit.id]];
+  const title = state.info ? state.info.title_column : null;
+  for (const [column, value] of Object.entries(hit.metadata)) {
+    if (column !== title) rows.push([columnLabel(column), value === null ? "\u2014" : String(value)]);
+  }
+  $("detail-meta").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  const column = typeColumn(hit.metadata);
+  const typeButton = $("detail-type");
+  typeButton.hidden = !column;
+  if (column) typeButton.textContent = "More " + String(hit.metadata[column]);
+  $("detail").showModal();
+}
+
+function moreOfThisType() {
+  const hit = state.detail;
+  const column = typeColumn(hit.metadata);
+  $("detail").close();
+  state.filters[column] = String(hit.metadata[column]);
+  const select = $("filter-" + column);
+  if (select) select.value = state.filters[column];
+  updateFilterCount();
+  if (!state.mode) {
+    state.mode = "like";
+    state.like = { id: hit.id, title: hit.title };
+    showLike();
+  }
+  push();
+  run();
 }
 
 // -- modes ------------------------------------------------------------------------------------
@@ -220,6 +318,7 @@ function setBanner(label, imageUrl, withClassify) {
   const img = $("query-img");
   img.hidden = !imageUrl;
   if (imageUrl) img.src = imageUrl;
+  else img.removeAttribute("src");
   $("classify-form").hidden = !withClassify;
   $("classify-result").textContent = "";
 }
@@ -229,46 +328,149 @@ function clearBanner() {
   $("query-img").removeAttribute("src");
 }
 
+function showText() {
+  clearBanner();
+}
+
+function showLike() {
+  $("q").value = ""; // the box shows what the results are for: nothing typed here
+  setBanner(
+    [el("span", { class: "muted", text: "Similar to " }), el("strong", { text: state.like.title || state.like.id })],
+    thumbUrl(state.like.id),
+    false,
+  );
+}
+
+function showImage() {
+  $("q").value = "";
+  setBanner(
+    [el("span", { class: "muted", text: "Searching by image " }), el("strong", { text: state.file.name || "" })],
+    state.fileUrl,
+    true,
+  );
+}
+
 function searchText(text) {
   state.mode = "text";
   state.text = text;
-  clearBanner();
+  showText();
+  push();
   run();
 }
 
 function searchLike(id, title) {
   state.mode = "like";
   state.like = { id, title };
-  setBanner(
-    [el("span", { class: "muted", text: "Similar to " }), el("strong", { text: title })],
-    thumbUrl(id),
-    false,
-  );
+  showLike();
   window.scrollTo({ top: 0, behavior: "smooth" });
+  push();
   run();
 }
 
 function searchImage(file) {
   if (!file) return;
   if (file.type && !file.type.startsWith("image/")) {
-    showError("That file is not an image (" + file.type + ").");
+    fail("That file is not an image (" + file.type + ").");
     return;
   }
   const limit = state.info ? state.info.limits.max_upload_bytes : Infinity;
   if (file.size > limit) {
-    showError("The image is " + file.size + " bytes; the limit is " + limit + " bytes.");
+    fail("The image is " + file.size + " bytes; the limit is " + limit + " bytes.");
     return;
   }
-  if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
   state.mode = "image";
   state.file = file;
-  state.fileUrl = URL.createObjectURL(file);
-  setBanner(
-    [el("span", { class: "muted", text: "Searching by image " }), el("strong", { text: file.name || "" })],
-    state.fileUrl,
-    true,
-  );
+  state.fileUrl = URL.createObjectURL(file); // kept: Back may return to this search
+  showImage();
+  push();
   run();
+}
+
+// -- the URL and history ------------------------------------------------------------------------
+
+function urlOf() {
+  const params = new URLSearchParams();
+  if (state.mode === "text") params.set("q", state.text);
+  if (state.mode === "like") params.set("like", state.like.id);
+  for (const [column, value] of Object.entries(activeFilters())) params.set("f." + column, value);
+  if ($("k").value !== "24") params.set("k", $("k").value);
+  if (wantCompare()) params.set("compare", "1");
+  const query = params.toString();
+  return "/" + (query ? "?" + query : "");
+}
+
+function snapshot() {
+  const entry = { mode: state.mode, like: state.like, image: null };
+  if (state.mode === "image") {
+    entry.image = "img" + state.seq + "-" + Date.now();
+    state.images.set(entry.image, { file: state.file, url: state.fileUrl });
+  }
+  return entry;
+}
+
+// A new history entry for the search about to run (not when restoring one).
+function push() {
+  history.pushState(snapshot(), "", urlOf());
+}
+
+// Restore the search of a URL (and history entry); returns whether there is one to run.
+function restore(entry) {
+  const params = new URLSearchParams(location.search);
+  state.filters = {};
+  for (const [key, value] of params) {
+    if (key.startsWith("f.")) state.filters[key.slice(2)] = value;
+  }
+  for (const select of $("filter-list").querySelectorAll("select")) {
+    select.value = state.filters[select.dataset.column] || "";
+  }
+  updateFilterCount();
+  if (params.get("k")) $("k").value = params.get("k");
+  $("compare").checked = params.get("compare") === "1";
+  const image = entry && entry.image ? state.images.get(entry.image) : null;
+  if (params.get("q")) {
+    state.mode = "text";
+    state.text = params.get("q");
+    $("q").value = state.text;
+    showText();
+  } else if (params.get("like")) {
+    state.mode = "like";
+    const title = entry && entry.like && entry.like.id === params.get("like") ? entry.like.title : "";
+    state.like = { id: params.get("like"), title };
+    showLike();
+  } else if (image) {
+    state.mode = "image";
+    state.file = image.file;
+    state.fileUrl = image.url;
+    showImage();
+  } else {
+    state.mode = null;
+    $("q").value = "";
+    clearBanner();
+    showEmpty();
+  }
+  return Boolean(state.mode);
+}
+
+function showEmpty() {
+  showError("");
+  $("status").textContent = "";
+  $("results").classList.remove("compare");
+  const examples = EXAMPLES.map((text) => {
+    const link = el("button", { type: "button", class: "link example", text });
+    link.addEventListener("click", () => {
+      $("q").value = text;
+      searchText(text);
+    });
+    return link;
+  });
+  $("results").replaceChildren(
+    el(
+      "div",
+      { class: "hint muted" },
+      el("p", { text: "Type a query, choose or paste a photo, then click a product to see similar ones." }),
+      el("p", {}, "Try: ", ...examples.flatMap((link, i) => (i ? [", ", link] : [link]))),
+    ),
+  );
 }
 
 async function classify(event) {
@@ -304,21 +506,60 @@ function buildFilters(facets) {
   list.replaceChildren();
   const title = state.info ? state.info.title_column : null;
   for (const facet of facets) {
-    if (facet.column === title || facet.truncated || facet.values.length < 2) continue;
-    const id = "filter-" + facet.column;
-    const select = el("select", { id, name: facet.column, "data-column": facet.column });
-    select.append(el("option", { value: "", text: "Any" }));
-    for (const item of facet.values) {
-      select.append(el("option", { value: String(item.value), text: item.value + " (" + item.count + ")" }));
-    }
-    select.addEventListener("change", () => {
-      state.filters[facet.column] = select.value;
-      updateFilterCount();
-      run();
-    });
-    list.append(el("label", { class: "filter", htmlFor: id }, el("span", { text: facet.column }), select));
+    if (facet.column === title || facet.values.length < 2) continue;
+    list.append(filterBox(facet));
   }
   if (!list.children.length) list.append(el("p", { class: "muted", text: "No columns to filter on." }));
+}
+
+// One filter: a select of the column's values (most frequent first) and, for long columns
+// such as articleType, a type-ahead box that narrows the list as you type.
+function filterBox(facet) {
+  const id = "filter-" + facet.column;
+  const label = columnLabel(facet.column);
+  const select = el("select", { id, name: facet.column, "data-column": facet.column });
+  select.append(el("option", { value: "", text: "Any" }));
+  for (const item of facet.values) {
+    select.append(el("option", { value: String(item.value), text: item.value + " (" + item.count + ")" }));
+  }
+  select.addEventListener("change", () => {
+    state.filters[facet.column] = select.value;
+    updateFilterCount();
+    if (state.mode) push();
+    else history.replaceState(snapshot(), "", urlOf());
+    run();
+  });
+  const box = el("div", { class: "filter" }, el("label", { htmlFor: id, text: label }));
+  if (facet.values.length > LONG_FACET) {
+    const find = el("input", {
+      id: id + "-find",
+      type: "search",
+      class: "facet-find",
+      placeholder: "Type to find (" + facet.values.length + (facet.truncated ? "+" : "") + ")",
+    });
+    find.setAttribute("aria-label", "Find a value of " + label);
+    find.setAttribute("aria-controls", id);
+    find.addEventListener("input", () => narrow(select, find.value));
+    find.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      const first = [...select.options].find((o) => o.value && !o.hidden);
+      if (first) {
+        select.value = first.value;
+        select.dispatchEvent(new Event("change"));
+      }
+    });
+    box.append(find);
+  }
+  box.append(select);
+  return box;
+}
+
+function narrow(select, text) {
+  const needle = text.trim().toLowerCase();
+  for (const option of select.options) {
+    option.hidden = Boolean(option.value) && !option.value.toLowerCase().includes(needle);
+  }
 }
 
 function updateFilterCount() {
@@ -352,6 +593,7 @@ function wireDrop() {
     searchImage(event.dataTransfer.files[0]);
   });
   const zone = $("dropzone");
+  if (!zone) return;
   zone.addEventListener("click", () => $("file").click());
   zone.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") {
@@ -375,27 +617,56 @@ async function start() {
     searchImage(event.target.files[0]);
     event.target.value = "";
   });
-  $("k").addEventListener("change", run);
-  $("compare").addEventListener("change", run);
+  const changed = () => {
+    if (state.mode) push();
+    run();
+  };
+  $("k").addEventListener("change", changed);
+  $("compare").addEventListener("change", changed);
   $("clear-filters").addEventListener("click", () => {
     state.filters = {};
     for (const select of $("filter-list").querySelectorAll("select")) select.value = "";
+    for (const find of $("filter-list").querySelectorAll(".facet-find")) find.value = "";
+    for (const select of $("filter-list").querySelectorAll("select")) narrow(select, "");
     updateFilterCount();
+    if (state.mode) push();
     run();
   });
   $("clear-query").addEventListener("click", () => {
     clearBanner();
-    if (state.mode !== "text") {
-      state.mode = state.text ? "text" : null;
-      if (state.mode) run();
-    }
+    state.mode = null;
+    state.text = "";
+    push();
+    showEmpty();
+  });
+  window.addEventListener("popstate", (event) => {
+    if (restore(event.state)) run();
+  });
+  // Paste an image (e.g. a screenshot) anywhere outside a text box to search by it.
+  document.addEventListener("paste", (event) => {
+    const items = event.clipboardData ? [...event.clipboardData.items] : [];
+    const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
+    if (!item) return;
+    event.preventDefault();
+    const file = item.getAsFile();
+    searchImage(new File([file], file.name || "pasted image", { type: file.type }));
+  });
+  $("query-img").addEventListener("error", () => {
+    $("query-img").hidden = true; // a file the browser cannot show: no broken-image icon
   });
   $("classify-form").addEventListener("submit", classify);
+  $("detail-close").addEventListener("click", () => $("detail").close());
+  $("detail-like").addEventListener("click", () => {
+    $("detail").close();
+    searchLike(state.detail.id, state.detail.title);
+  });
+  $("detail-type").addEventListener("click", moreOfThisType);
+  $("detail-img").addEventListener("error", () => $("detail-img").classList.add("missing"));
   wireDrop();
   if (window.matchMedia("(max-width: 720px)").matches) $("filters-box").open = false;
 
   try {
-    const [info, facets] = await Promise.all([api("/api/info"), api("/api/facets?limit=60")]);
+    const [info, facets] = await Promise.all([api("/api/info"), api("/api/facets?limit=" + FACET_LIMIT)]);
     state.info = info.data;
     $("compare-toggle").hidden = !state.info.compare;
     $("catalog-info").textContent =
@@ -404,6 +675,10 @@ async function start() {
     buildFilters(facets.data.facets);
   } catch (err) {
     showError("Cannot load the catalog description: " + err.message);
+  }
+  if (restore(history.state)) {
+    history.replaceState(history.state || snapshot(), "", urlOf());
+    run();
   }
   document.body.dataset.ready = "true";
 }

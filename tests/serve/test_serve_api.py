@@ -189,7 +189,6 @@ def test_openapi_publishes_every_route(client):
     } <= paths
     form = spec["paths"]["/api/search/image"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in form
-    assert client.get("/docs").status_code == 200
 
 
 def test_health_ready_info(client, world):

@@ -3,8 +3,10 @@
 Starts `create_app` under uvicorn on a free loopback port, then: types a query and waits for
 the result images to load, applies a filter and sees the results change, clicks a product and
 gets similar products, searches by a dropped and by a chosen image, turns on the side-by-side
-comparison, and saves screenshots at desktop and phone width (under tmp_path, and copied to
-$FASHIONCLIP_ARTIFACTS when that is set).
+comparison; the URL holds the search (``/?q=...`` opens it, Back/Forward walk searches); the
+articleType filter with more than 60 values and its type-ahead; phone width without horizontal
+overflow after an image search; an error clears the old results. Screenshots at desktop and
+phone width go under tmp_path (and are copied to $FASHIONCLIP_ARTIFACTS when that is set).
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ pytestmark = [
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from test_serve_api import ServerThread, make_products  # noqa: E402
+
+#: Products in the page's catalog: each has its own articleType, so that column has > 60 values.
+N_PRODUCTS = 72
+
 import fashionclip  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.models.testing import build_tiny_clip  # noqa: E402
 from fashionclip.serve import create_app  # noqa: E402
 from fashionclip.serve.compare import ensure_compare_catalog  # noqa: E402
-from test_serve_api import ServerThread, make_products  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -56,6 +62,11 @@ IMAGES_LOADED = """(n) => {
 CARD_IDS = "() => [...document.querySelectorAll('#results .card')].map((c) => c.dataset.id)"
 
 
+def compact(ids: list[str]) -> str:
+    """The JSON text that JavaScript's JSON.stringify gives for the same list."""
+    return json.dumps(ids, separators=(",", ":"))
+
+
 def save_artifact(path: Path) -> Path:
     target_dir = os.environ.get("FASHIONCLIP_ARTIFACTS")
     if target_dir:
@@ -67,7 +78,9 @@ def save_artifact(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_clip):
     root = tmp_path_factory.mktemp("browser")
-    records = make_products(root / "images")
+    records = make_products(root / "images", n=N_PRODUCTS)
+    for i, record in enumerate(records):  # articleType gets more values than a short list holds
+        record.metadata["articleType"] = f"{record.metadata['articleType']} {i:02d}"
     catalog = Catalog.create(root / "catalog", tiny_clip)
     catalog.index(records)
     compare_model = fashionclip.load(
@@ -139,9 +152,7 @@ def test_search_filter_similar_image_compare(server, browser, tmp_path):
 
     # 2. filter: results change and all match
     page.select_option("#filter-gender", "Women")
-    page.wait_for_function(
-        f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=json.dumps(first)
-    )
+    page.wait_for_function(f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=compact(first))
     page.wait_for_function(
         "() => [...document.querySelectorAll('#results .card .meta')].every("
         "(m) => m.textContent.includes('Women')) && document.querySelectorAll('#results .card').length > 0"
@@ -237,3 +248,159 @@ def test_phone_width_layout(server, browser, tmp_path):
     save_artifact(phone_compare)
     assert not problems, problems
     context.close()
+
+
+def open_desktop(browser, base: str, path: str):
+    """A 1366x768 page at ``path``, ready; and the list its problems are collected in."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    problems = watch(page, base)
+    page.goto(base + path)
+    page.wait_for_selector("body[data-ready='true']")
+    return page, problems
+
+
+def wait_results(page, n: int = 4) -> list[str]:
+    page.wait_for_selector("#results .card")
+    page.wait_for_function(IMAGES_LOADED, arg=n)
+    return page.evaluate(CARD_IDS)
+
+
+def shot(page, tmp_path: Path, name: str, full_page: bool = False) -> None:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=full_page)
+    save_artifact(path)
+
+
+def test_url_holds_the_search_and_back_restores_it(server, browser, tmp_path):
+    base, records = server
+    by_id = {r.id: r for r in records}
+    page, problems = open_desktop(browser, base, "/?q=red+dress")
+    red = wait_results(page)
+    assert page.input_value("#q") == "red dress" and len(red) == 24
+    page.fill("#q", "blue jeans")
+    page.press("#q", "Enter")
+    page.wait_for_function("() => location.search === '?q=blue+jeans'")
+    page.wait_for_function(f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=compact(red))
+    blue = wait_results(page)
+    page.go_back()
+    page.wait_for_function("() => location.search === '?q=red+dress'")
+    page.wait_for_function(f"(want) => JSON.stringify(({CARD_IDS})()) === want", arg=compact(red))
+    assert page.input_value("#q") == "red dress"
+    page.go_forward()
+    page.wait_for_function(f"(want) => JSON.stringify(({CARD_IDS})()) === want", arg=compact(blue))
+    assert page.input_value("#q") == "blue jeans"
+    # filters and "similar to" are in the URL too
+    page.select_option("#filter-gender", "Women")
+    page.wait_for_function("() => location.search.includes('f.gender=Women')")
+    clicked = wait_results(page)[0]
+    assert by_id[clicked].metadata["gender"] == "Women"
+    page.locator(f"#results .card[data-id='{clicked}']").click()
+    page.wait_for_function(f"() => location.search.includes('like={clicked}')")
+    assert page.input_value("#q") == ""  # the box does not claim the old text
+    page.reload()
+    page.wait_for_selector("#query-banner:not([hidden])")
+    assert "Similar to" in page.inner_text("#query-banner")
+    assert page.input_value("#filter-gender") == "Women"
+    similar = wait_results(page)
+    assert clicked not in similar
+    assert {by_id[i].metadata["gender"] for i in similar} == {"Women"}
+    shot(page, tmp_path, "serve-desktop-similar.png")
+    assert not problems, problems
+    page.close()
+
+
+def test_long_article_type_filter_with_type_ahead(server, browser, tmp_path):
+    base, records = server
+    by_id = {r.id: r for r in records}
+    page, problems = open_desktop(browser, base, "/?q=shoes")
+    wait_results(page)
+    options = page.locator("#filter-articleType option").count()
+    assert options - 1 == N_PRODUCTS > 60  # every value, plus "Any"
+    labels = page.locator("#filter-list label").all_inner_texts()
+    assert "Article type" in labels and "Colour" in labels and "articleType" not in labels
+    page.fill("#filter-articleType-find", "heels 1")
+    visible = page.evaluate(
+        "() => [...document.querySelectorAll('#filter-articleType option')]"
+        ".filter((o) => o.value && !o.hidden).map((o) => o.value)"
+    )
+    assert visible and all(v.lower().startswith("heels 1") for v in visible)
+    shot(page, tmp_path, "serve-desktop-article-type.png")
+    page.press("#filter-articleType-find", "Enter")
+    page.wait_for_function("() => location.search.includes('f.articleType=Heels+1')")
+    page.wait_for_function(f"() => ({CARD_IDS})().length === 1")
+    (only,) = page.evaluate(CARD_IDS)
+    assert by_id[only].metadata["articleType"] == visible[0]
+    assert not problems, problems
+    page.close()
+
+
+def test_phone_image_search_fits_the_screen(server, browser, tmp_path):
+    base, records = server
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = context.new_page()
+    problems = watch(page, base)
+    page.goto(base + "/?q=black+heels")
+    page.wait_for_selector("body[data-ready='true']")
+    wait_results(page, 2)
+    top = page.evaluate("document.querySelector('#results .card').getBoundingClientRect().top")
+    assert top < 300, top  # a compact header: the first result is on the first screen
+    assert page.is_visible("text=Choose photo") and not page.is_visible("#dropzone")
+    long_name = tmp_path / (
+        "a-photo-with-a-rather-long-file-name-from-a-phone-camera-" * 2 + ".png"
+    )
+    shutil.copy(records[9].image, long_name)
+    page.set_input_files("#file", str(long_name))
+    page.wait_for_function(f"() => ({CARD_IDS})()[0] === '{records[9].id}'")
+    page.wait_for_function(IMAGES_LOADED, arg=2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    close = page.locator("#clear-query").bounding_box()
+    assert close is not None and close["x"] + close["width"] <= 390
+    assert page.input_value("#q") == ""
+    shot(page, tmp_path, "serve-phone-image-search.png")
+    assert not problems, problems
+    context.close()
+
+
+def test_error_clears_the_old_results(server, browser, tmp_path):
+    base, _ = server
+    page, problems = open_desktop(browser, base, "/?q=red+dress")
+    wait_results(page)
+    not_an_image = tmp_path / "broken.png"
+    not_an_image.write_bytes(b"this is not a picture at all")
+    page.set_input_files("#file", str(not_an_image))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "not a readable image" in page.inner_text("#error")
+    assert page.locator("#results .card").count() == 0
+    page.wait_for_function("() => document.querySelector('#query-img').hidden")
+    shot(page, tmp_path, "serve-desktop-error.png")
+    unexpected = [p for p in problems if "422" not in p]
+    assert not unexpected, unexpected
+    page.close()
+
+
+def test_detail_panel_more_of_this_type(server, browser, tmp_path):
+    base, records = server
+    by_id = {r.id: r for r in records}
+    page, problems = open_desktop(browser, base, "/?q=green+watch")
+    first = wait_results(page)[0]
+    page.locator(f"#results .item:has(.card[data-id='{first}']) .details-button").click()
+    page.wait_for_selector("#detail[open]")
+    assert page.inner_text("#detail-title") == by_id[first].metadata["productDisplayName"]
+    details = page.inner_text("#detail-meta")
+    assert "Article type" in details and by_id[first].metadata["articleType"] in details
+    page.wait_for_function("() => document.querySelector('#detail-img').naturalWidth > 0")
+    shot(page, tmp_path, "serve-desktop-detail.png")
+    page.click("#detail-type")
+    page.wait_for_function("() => !document.querySelector('#detail').open")
+    kind = by_id[first].metadata["articleType"]
+    page.wait_for_function("() => location.search.includes('f.articleType=')")
+    assert page.input_value("#filter-articleType") == kind
+    page.wait_for_function(f"() => ({CARD_IDS})().length === 1")
+    assert page.evaluate(CARD_IDS) == [first]
+    assert not problems, problems
+    page.close()
