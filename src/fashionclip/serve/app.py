@@ -299,7 +299,15 @@ def create_app(
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    # -- errors: always {"error": "..."} ------------------------------------------------------
+    _add_error_handlers(app)
+    _add_page_routes(app, static, index_html)
+    _add_operation_routes(app, service, metrics, gate)
+    _add_search_routes(app, service)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers {"error": "..."} with the status its cause deserves."""
 
     @app.exception_handler(FashionCLIPError)
     async def _library_error(request: Request, exc: FashionCLIPError) -> JSONResponse:
@@ -340,7 +348,9 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error (see the server log)"}, status_code=500)
 
-    # -- page -----------------------------------------------------------------------------------
+
+def _add_page_routes(app: FastAPI, static: dict[str, bytes], index_html: bytes) -> None:
+    """The search page and its packaged static files (nothing else on disk is reachable)."""
 
     @app.get("/", include_in_schema=False)
     def page() -> Response:
@@ -352,7 +362,11 @@ def create_app(
             raise HTTPException(404, f"no static file {name!r}")
         return Response(static[name], media_type=_STATIC[name], headers=_PAGE_HEADERS)
 
-    # -- operations -----------------------------------------------------------------------------
+
+def _add_operation_routes(
+    app: FastAPI, service: SearchService, metrics: RequestMetrics, gate: DecodeGate
+) -> None:
+    """Health, readiness, metrics, catalog info, facets and products."""
 
     @app.get("/api/health", tags=["operations"], summary="Liveness")
     def health() -> dict[str, str]:
@@ -427,7 +441,9 @@ def create_app(
             return FileResponse(image.path, media_type=image.media_type, headers=headers)
         return Response(image.data, media_type=image.media_type, headers=headers)
 
-    # -- search ---------------------------------------------------------------------------------
+
+def _add_search_routes(app: FastAPI, service: SearchService) -> None:
+    """Text, product and image search, and zero-shot classification of an upload."""
 
     @app.post("/api/search/text", tags=["search"], response_model=SearchOut, responses=_ERRORS)
     def search_text(body: TextSearchIn) -> dict[str, Any]:
@@ -435,7 +451,7 @@ def create_app(
         found = service.search_text(
             body.query, k=body.k, filters=body.filters, compare=body.compare
         )
-        return _with_urls(found.to_dict(), catalog)
+        return _with_urls(found.to_dict(), service.catalog)
 
     @app.post("/api/search/like", tags=["search"], response_model=SearchOut, responses=_ERRORS)
     def search_like(body: LikeSearchIn) -> dict[str, Any]:
@@ -443,7 +459,7 @@ def create_app(
         found = service.more_like_this(
             body.id, k=body.k, filters=body.filters, compare=body.compare
         )
-        return _with_urls(found.to_dict(), catalog)
+        return _with_urls(found.to_dict(), service.catalog)
 
     @app.post(
         "/api/search/image",
@@ -466,7 +482,7 @@ def create_app(
             compare=compare,
             filename=image.filename,
         )
-        return _with_urls(found.to_dict(), catalog)
+        return _with_urls(found.to_dict(), service.catalog)
 
     @app.post(
         "/api/classify", tags=["search"], response_model=ClassifyOut, responses={**_ERRORS, **_BUSY}
@@ -488,5 +504,3 @@ def create_app(
             labels = [part.strip() for part in labels[0].split(",")]
         data = _read_upload(image, service.limits.max_upload_bytes)
         return service.classify(data, labels, templates=templates, compare=compare).to_dict()
-
-    return app
