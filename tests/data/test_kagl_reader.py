@@ -36,8 +36,8 @@ def test_real_kagl_tables(kagl_dir: Path) -> None:
     assert not splits.warnings
     counts = {name: len(splits.ids(name)) for name in splits.names()}
     assert counts == {"train": 35209, "val": 4444, "test": 4419}
-    assert all(i in styles.rows for i in splits.entries)
-    assert all(len(sha) == 64 for _, sha in list(splits.entries.values())[:100])
+    assert splits.entries and all(i in styles.rows for i in splits.entries)
+    assert splits.entries and all(len(sha) == 64 for _, sha in list(splits.entries.values())[:100])
 
     # Evaluation and training see the same products of a split, with the same attributes.
     test = load_kagl("test", kagl_dir.parent)

@@ -57,7 +57,7 @@ def test_kagl_test_split_subset(kagl_dir):
     subset = IdSubset(kagl_dir / "splits.csv", column="split", value="test")
     source = read_catalog_source(kagl_dir / "styles.csv", subset=subset)
     assert len(source) == 4_419
-    assert all(r.image.is_file() for r in source.records)
+    assert source.records and all(r.image.is_file() for r in source.records)
     assert not any("have no image file" in w for w in source.warnings)
 
 

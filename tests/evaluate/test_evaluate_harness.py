@@ -137,7 +137,7 @@ def test_cli_full_run(fake_data: Path, tiny_model_path: Path, tmp_path: Path, ca
     assert any("confusion" in p.name for p in plots)
     assert any("per_class_f1" in p.name for p in plots)
     assert any("recall_at_k" in p.name for p in plots)
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+    assert plots and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
     assert any((out / "cache").rglob("kagl-test.npy"))
 
     # Independent check of one headline figure: re-encode and score with scikit-learn.
@@ -245,7 +245,7 @@ def test_uncomputable_metrics_are_reported(
     category = [r for r in run.records if r.dataset == "kagl-test/category-to-product"]
     assert category and all(r.value is None and r.reason for r in category)
     text = [r for r in run.records if r.dataset == "kagl-test/text-to-image"]
-    assert all(r.value is not None for r in text)
+    assert text and all(r.value is not None for r in text)
     report = run.report_path.read_text()
     assert "n/a" in report and "Figures that could not be computed" in report
 

@@ -168,7 +168,7 @@ def test_ranking_matches_explicit_sort_with_many_ties(ties: str) -> None:
 
 def test_no_query_with_relevant_items_is_reported_not_zero() -> None:
     r = ranking_metrics(np.ones((2, 3)), [[], []])
-    assert all(v is None for v in r.values.values())
+    assert r.values and all(v is None for v in r.values.values())
     assert r.undefined["mrr"] == "no query has a relevant item"
     assert r.recall_curve([1, 5]) == [None, None]
 

@@ -62,7 +62,9 @@ def test_sequential_evaluator_prefixes_keys(product_images) -> None:
     assert alone  # non-empty, so the loop below checks something
     for key, value in alone.items():
         assert result[f"retrieval/{key}"] == value
-    assert all(k.split("/", 1)[0] in {"zero-shot", "retrieval", "image-retrieval"} for k in result)
+    assert result and all(
+        k.split("/", 1)[0] in {"zero-shot", "retrieval", "image-retrieval"} for k in result
+    )
 
 
 def test_sequential_evaluator_refuses_repeated_names_and_nothing(product_images) -> None:

@@ -87,7 +87,7 @@ def test_search_and_run_are_one_path(vector_catalog):
     via_search = cat.search(q, k=7, filters={"half": "a"})
     via_run = cat.run(Query(vector=q, k=7, filters={"half": ["a"]}))
     assert [h.id for h in via_search] == [h.id for h in via_run] and len(via_run) == 7
-    assert all(h.metadata["half"] == "a" for h in via_run)
+    assert via_run and all(h.metadata["half"] == "a" for h in via_run)
     with pytest.raises(InvalidQueryError, match="exactly one"):
         cat.search(q, vector=q)
     with pytest.raises(InvalidQueryError, match="dimension 3, catalog has 16"):

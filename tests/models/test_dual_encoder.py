@@ -400,7 +400,7 @@ def test_lock_image_tower_freezes_params_and_bn_stats(tmp_path):
     stem_bn, head_bn = model.vision_model.net._bn0, model.vision_model.net._bn1
     assert not stem_bn.training and head_bn.training
     assert not any(p.requires_grad for p in model.vision_model.net._blocks.parameters())
-    assert all(p.requires_grad for p in head_bn.parameters())
+    assert list(head_bn.parameters()) and all(p.requires_grad for p in head_bn.parameters())
     assert model.visual_projection.weight.requires_grad
     before_stem, before_head = stem_bn.running_mean.clone(), head_bn.running_mean.clone()
     model.get_image_features(processor(images=_images())["pixel_values"])
@@ -414,7 +414,7 @@ def test_lock_text_tower(tmp_path):
     model.train()
     layers = model.text_model.encoder.layer
     assert not any(p.requires_grad for p in layers[0].parameters())
-    assert all(p.requires_grad for p in layers[1].parameters())
+    assert list(layers[1].parameters()) and all(p.requires_grad for p in layers[1].parameters())
     assert not layers[0].training and layers[1].training
     model.lock_text_tower()
     model.train()

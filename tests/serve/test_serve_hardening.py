@@ -15,7 +15,6 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
-from test_serve_api import ServerThread, draw_product, make_products  # noqa: E402
 
 from fashionclip.data.tables import ProductRecord  # noqa: E402
 from fashionclip.errors import FashionCLIPError, InvalidQueryError  # noqa: E402
@@ -31,6 +30,7 @@ from fashionclip.serve.uploads import (  # noqa: E402
     ImageChangedError,
     ServiceBusyError,
 )
+from test_serve_api import ServerThread, draw_product, make_products  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +121,8 @@ def test_uploads_beyond_the_queue_timeout_get_503_with_retry_after(small, monkey
     statuses = sorted(a.status_code for a in answers)
     assert 200 in statuses and 503 in statuses, statuses
     busy = [a for a in answers if a.status_code == 503]
-    assert all(a.headers["retry-after"] == "1" for a in busy)
-    assert all("busy" in a.json()["error"] for a in busy)
+    assert busy and all(a.headers["retry-after"] == "1" for a in busy)
+    assert busy and all("busy" in a.json()["error"] for a in busy)
     assert probe.most == 1
     assert metrics["uploads"]["refused_busy"] == len(busy)
 

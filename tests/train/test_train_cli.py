@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_train_support import make_pairs
 
 import fashionclip
 from fashionclip.cli import main
+from test_train_support import make_pairs
 
 
 def test_cli_train_with_overrides(tmp_path, tiny_model_dirs, capsys):

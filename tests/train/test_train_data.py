@@ -89,7 +89,7 @@ def test_article_synonym_field_draws_every_synonym():
 def test_packaged_wordnet_synonyms_reach_the_default_kagl_builder(tmp_path):
     table = load_article_synonyms("wordnet")
     assert "pullover" in table["Sweaters"] and "jumper" in table["Sweaters"]
-    assert all(names and all(n.strip() for n in names) for names in table.values())
+    assert table and all(names and all(n.strip() for n in names) for names in table.values())
     sweater = dict(SHIRT, articleType="Sweaters", productDisplayName="Nike Men Grey Sweater")
     assert "a photo of a pullover" in kagl_caption_builder().candidates(sweater)
     without = kagl_caption_builder(article_synonyms=None).candidates(sweater)
@@ -203,8 +203,8 @@ def test_augmentation_is_deterministic_and_keeps_rgb():
     cfg = AugmentConfig(grayscale=0.5, lowres=0.5, invert=0.5)
     outs = [augment_image(image, sample_rng(0, 0, i), cfg) for i in range(20)]
     again = [augment_image(image, sample_rng(0, 0, i), cfg) for i in range(20)]
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(outs, again, strict=True))
-    assert all(o.mode == "RGB" for o in outs)
+    assert outs and all(a.tobytes() == b.tobytes() for a, b in zip(outs, again, strict=True))
+    assert outs and all(o.mode == "RGB" for o in outs)
     assert len({o.tobytes() for o in outs}) > 10
     inverted = augment_image(
         image,
@@ -239,7 +239,7 @@ def test_negative_thumbnail_is_grey_inverted_and_low_resolution():
 def test_kagl_split_parsing_and_captions(kagl_dir):
     rows = read_kagl_split(kagl_dir, "val")
     assert len(rows) == 4444
-    assert all(r["_image"].endswith(f"{r['id']}.jpg") for r in rows[:5])
+    assert rows and all(r["_image"].endswith(f"{r['id']}.jpg") for r in rows[:5])
     with pytest.raises(FashionCLIPError, match="split 'dev'"):
         read_kagl_split(kagl_dir, "dev")
     data = DataConfig(

@@ -9,9 +9,9 @@ import socket
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
-from test_train_support import base_overrides, make_pairs
 
 from fashionclip.train import load_train_config, train
+from test_train_support import base_overrides, make_pairs
 
 
 def _free_ports(count: int) -> list[int]:

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train_support import base_overrides, make_pairs
 
 from fashionclip.train import load_train_config
 from fashionclip.train.distributed import DistributedContext
@@ -15,6 +14,7 @@ from fashionclip.train.epoch import train_one_epoch
 from fashionclip.train.setup import setup_run
 from fashionclip.train.state import Progress, Throughput
 from fashionclip.train.validation import metric_names
+from test_train_support import base_overrides, make_pairs
 
 
 @pytest.fixture(scope="module")

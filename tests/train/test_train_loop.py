@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train_support import base_overrides, make_pairs, state_dict
 
 import fashionclip
 from fashionclip.errors import FashionCLIPError
 from fashionclip.train import load_train_config, train
 from fashionclip.train.checkpoint import STATE_DIR
+from test_train_support import base_overrides, make_pairs, state_dict
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_locked_text_tower_is_frozen_and_cached(tmp_path, tiny_model_dirs, pairs
     text_keys = [k for k in before if k.startswith(("text_model.", "text_projection."))]
     assert text_keys and all(torch.equal(before[k], after[k]) for k in text_keys)
     frozen_image = [k for k in before if k.startswith("vision_model.encoder.layers.0.")]
-    assert all(torch.equal(before[k], after[k]) for k in frozen_image)
+    assert frozen_image and all(torch.equal(before[k], after[k]) for k in frozen_image)
     trained = [
         k for k in before if k.startswith(("vision_model.post_layernorm", "visual_projection"))
     ]
