@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:  `make demo` (set up + index KAGL's test split + search)
-# and `make test` (set up + lint + the whole test suite). CI runs `make test` (see .ci/run).
+# and `make test` (set up + lint + type check + the whole test suite). CI runs `make test` (see .ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ CATALOG ?= runs/kagl-test
 # What `make demo` indexes: any CSV/Parquet table or image folder; IDS selects a subset (or IDS=).
 SOURCE ?= $(KAGL)/styles.csv
 IDS ?= --ids-file $(KAGL)/splits.csv --ids-where split=test
-FILTER ?= --filter gender=Men
+FILTER ?= --filter-if-present gender=Men
 MODEL ?=
 MODEL_FLAG := $(if $(MODEL),--model $(MODEL),)
 
@@ -45,6 +45,7 @@ default-model: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 test: setup system-deps lint
 	$(BIN)/python -m pytest
