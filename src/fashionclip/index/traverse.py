@@ -88,21 +88,13 @@ def _whole(name: str, value: object, low: int, high: int) -> None:
         )
 
 
-def gradrec_direction(
-    vectors: np.ndarray, start_scores: np.ndarray, end_scores: np.ndarray, start_n: int, end_n: int
-) -> np.ndarray:
+def gradrec_from_sets(exemplars: np.ndarray, population: np.ndarray) -> np.ndarray:
     """Unit vector from the start phrase's products to the end phrase's (GradREC's SNR).
 
-    ``start_scores`` / ``end_scores``: each product's similarity to the phrase; the top
-    ``start_n`` of the first are the exemplars, the top ``end_n`` of the second the population.
+    ``exemplars``: the start phrase's top ``start_n`` products; ``population``: the end
+    phrase's top ``end_n``. Per dimension, each exemplar's z-score against the population; the
+    direction is their mean over std (signal to noise), negated to point start -> end.
     """
-    exemplars = vectors[top(start_scores, start_n)].astype(np.float64)
-    population = vectors[top(end_scores, end_n)].astype(np.float64)
-    return gradrec_from_sets(exemplars, population)
-
-
-def gradrec_from_sets(exemplars: np.ndarray, population: np.ndarray) -> np.ndarray:
-    """GradREC's direction from exemplar and population vectors, pointing away from exemplars."""
     exemplars = np.asarray(exemplars, np.float64)
     population = np.asarray(population, np.float64)
     deltas = (exemplars - population.mean(axis=0)) / (population.std(axis=0) + _EPS)

@@ -25,7 +25,7 @@ from fashionclip.index.traverse import (
     arithmetic_direction,
     check_method,
     check_phrases,
-    gradrec_direction,
+    gradrec_from_sets,
     top,
     walk,
 )
@@ -157,10 +157,10 @@ def direction_for(
         direction = arithmetic_direction(phrases[0], phrases[1])
     else:
         scores = _score_all(snap, phrases)
-        live = np.flatnonzero(snap.live)
-        direction = gradrec_direction(
-            _rows(snap, live), scores[live, 0], scores[live, 1], settings.start_n, settings.end_n
-        )
+        scores[~snap.live] = -np.inf
+        exemplars = _rows(snap, top(scores[:, 0], settings.start_n))
+        population = _rows(snap, top(scores[:, 1], settings.end_n))
+        direction = gradrec_from_sets(exemplars, population)
     DIRECTIONS.put(key, direction)
     return direction
 
