@@ -50,6 +50,7 @@
       ? "From \u201c" + data.from + "\u201d to \u201c" + data.to + "\u201d" + (data.keep ? ", same " + data.keep : "") + " \u00b7 " + Math.round(data.took_ms) + " ms"
       : "Nothing in the catalog lies further towards \u201c" + data.to + "\u201d near this product.";
     box.replaceChildren(node("p", { class: "walk-note small muted", text: note }), strip);
+    strip.scrollIntoView({ block: "nearest" });
   }
 
   async function walk(start, end) {
