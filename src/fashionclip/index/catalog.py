@@ -500,6 +500,17 @@ class Catalog:
         """Products most similar to ``product_id`` (which is excluded from the results)."""
         return self.search(like=product_id, k=k, filters=filters)
 
+    def traverse(
+        self, product_id: str, start: str = "light", end: str = "dark", **options: Any
+    ) -> list[list[SearchResult]]:
+        """Like ``product_id`` but further along start -> end ("darker"): a list of steps, each
+        a list of results, no product twice. Options: steps, per_step, step_size,
+        neighbourhood, start_n, end_n, filters, keep (a column: stay at the seed's value),
+        method ("gradrec" | "arithmetic"), encode_texts; see :mod:`.traverse_catalog`."""
+        from fashionclip.index.traverse_catalog import traverse
+
+        return traverse(self, product_id, start, end, **options)
+
     def run(self, query: Query, encode: EncodeHook | None = None) -> list[SearchResult]:
         """Run a validated :class:`Query`. ``encode(query)`` turns its text or image into a
         vector (default: the catalog's model); filter columns and the vector's dimension are

@@ -57,6 +57,8 @@ from fashionclip.serve.schemas import (
     ReadyOut,
     SearchOut,
     TextSearchIn,
+    TraverseIn,
+    TraverseOut,
 )
 from fashionclip.serve.search import SearchService, ServiceLimits, UploadTooLargeError
 from fashionclip.serve.uploads import (
@@ -79,6 +81,8 @@ _UPLOAD_PATHS = frozenset({"/api/search/image", "/api/classify"})
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "traverse.js": "text/javascript; charset=utf-8",
+    "traverse.css": "text/css; charset=utf-8",
 }
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
@@ -303,6 +307,7 @@ def create_app(
     _add_page_routes(app, static, index_html)
     _add_operation_routes(app, service, metrics, gate)
     _add_search_routes(app, service)
+    _add_traverse_routes(app, service)
     return app
 
 
@@ -504,3 +509,30 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             labels = [part.strip() for part in labels[0].split(",")]
         data = _read_upload(image, service.limits.max_upload_bytes)
         return service.classify(data, labels, templates=templates, compare=compare).to_dict()
+
+
+def _add_traverse_routes(app: FastAPI, service: SearchService) -> None:
+    """Comparative recommendations: like this product, but darker (docs/recommend.md)."""
+
+    @app.post(
+        "/api/traverse",
+        tags=["search"],
+        response_model=TraverseOut,
+        response_model_by_alias=True,
+        responses=_ERRORS,
+    )
+    def traverse(body: TraverseIn) -> dict[str, Any]:
+        """Walk from a product towards the `to` phrase and away from `from`, step by step."""
+        found = service.traverse(
+            body.id,
+            body.start,
+            body.end,
+            steps=body.steps,
+            per_step=body.per_step,
+            method=body.method,
+            keep=body.keep,
+            filters=body.filters,
+        )
+        for step in found["steps"]:
+            _with_urls({"results": {"results": step}}, service.catalog)
+        return found

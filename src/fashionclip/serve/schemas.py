@@ -179,3 +179,33 @@ class MetricsOut(BaseModel):
         description="Per 'METHOD /route/template' (never raw paths)."
     )
     uploads: UploadMetricsOut
+
+
+class TraverseIn(BaseModel):
+    id: str = Field(description="The seed: a catalog product id (never in its own walk).")
+    start: str = Field(alias="from", description="Start phrase, e.g. 'light' or 'casual'.")
+    end: str = Field(alias="to", description="End phrase, e.g. 'dark' or 'formal'.")
+    steps: StrictInt | None = Field(None, description="Number of steps, 1..20 (default 6).")
+    per_step: StrictInt | None = Field(None, description="Products per step, 1..20 (default 4).")
+    method: str = Field("gradrec", description="'gradrec' (default) or 'arithmetic'.")
+    keep: str | None = Field(
+        None,
+        description="Stay at the seed's value of this column (default: articleType when the "
+        "catalog has it; '' for none).",
+    )
+    filters: FiltersIn | None = Field(None, description=FILTERS_DOC)
+
+
+class TraverseSeedOut(BaseModel):
+    id: str
+    title: str
+
+
+class TraverseOut(BaseModel):
+    seed: TraverseSeedOut
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    method: str
+    keep: str | None
+    steps: list[list[HitOut]] = Field(description="Steps from the seed on; no product twice.")
+    took_ms: float

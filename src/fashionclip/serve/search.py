@@ -416,6 +416,59 @@ class SearchService:
         title = self._title(str(query.like), product.metadata if product else {})
         return self._response({"id": query.like, "title": title}, query, lists, started)
 
+    def traverse(
+        self,
+        product_id: str,
+        start: str,
+        end: str,
+        *,
+        steps: int | None = None,
+        per_step: int | None = None,
+        method: str = "gradrec",
+        keep: str | None = None,
+        filters: Filters | None = None,
+    ) -> dict[str, Any]:
+        """Like a product but further along start -> end: steps of hits (see Catalog.traverse).
+
+        ``keep`` (default: articleType when the catalog has it; "" for none) stays at the
+        seed's value of that column. Phrases are encoded under the model lock.
+        """
+        from fashionclip.index.traverse import DEFAULT_KEEP, WalkSettings
+
+        started = time.perf_counter()
+        catalog = self._primary.catalog
+        stored = catalog.get(check_id(product_id))
+        if stored is None:
+            raise ProductNotFoundError(f"no product {product_id!r} in the catalog")
+        if keep is None:
+            keep = DEFAULT_KEEP if DEFAULT_KEEP in catalog.columns else ""
+        checked = Query(like=stored.id, filters=filters, limits=self.limits.query_limits)
+        default = WalkSettings()
+
+        def encode_texts(prompts: list[str]) -> np.ndarray:
+            return np.asarray(self._primary.model.run(lambda m: m.encode_text(prompts))[0])
+
+        found = catalog.traverse(
+            stored.id,
+            start,
+            end,
+            steps=default.steps if steps is None else steps,
+            per_step=default.per_step if per_step is None else per_step,
+            method=method,
+            keep=keep or None,
+            filters=checked.filter_values,
+            encode_texts=encode_texts,
+        )
+        return {
+            "seed": {"id": stored.id, "title": self._title(stored.id, stored.metadata)},
+            "from": " ".join(start.split()),
+            "to": " ".join(end.split()),
+            "method": method,
+            "keep": keep or None,
+            "steps": [[hit.to_dict() for hit in self._hits(step)] for step in found],
+            "took_ms": round(1000 * (time.perf_counter() - started), 3),
+        }
+
     def classify(
         self,
         data: bytes,

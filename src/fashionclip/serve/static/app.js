@@ -290,6 +290,7 @@ function openDetail(hit) {
   const typeButton = $("detail-type");
   typeButton.hidden = !column;
   if (column) typeButton.textContent = "More " + String(hit.metadata[column]);
+  if (window.traverseShow) window.traverseShow(hit); // traverse.js: "like this, but darker"
   $("detail").showModal();
 }
 
