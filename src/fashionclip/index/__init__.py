@@ -6,7 +6,7 @@ from fashionclip.index.backends import AnnInfo
 from fashionclip.index.catalog import Catalog
 from fashionclip.index.indexer import IndexFailure, IndexReport
 from fashionclip.index.query import Query, QueryLimits
-from fashionclip.index.store import CatalogFormatError, CatalogNotFoundError
+from fashionclip.index.store import CatalogDamagedError, CatalogFormatError, CatalogNotFoundError
 from fashionclip.index.types import (
     CatalogExistsError,
     CatalogModel,
@@ -20,6 +20,7 @@ from fashionclip.index.types import (
 __all__ = [
     "AnnInfo",
     "Catalog",
+    "CatalogDamagedError",
     "CatalogExistsError",
     "CatalogFormatError",
     "CatalogModel",
