@@ -36,6 +36,7 @@ from fashionclip.index.query import (
     Query,
     check_columns,
     check_dimension,
+    check_filters,
     require_one_input,
     unit_vector,
 )
@@ -284,16 +285,26 @@ class Catalog:
         return snap
 
     def facets(
-        self, columns: Sequence[str] | None = None, limit: int | None = None
+        self,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+        filters: Mapping[str, Any] | None = None,
     ) -> dict[str, dict[MetadataValue, int]]:
         """Distinct values per metadata column with product counts, most frequent first.
 
-        ``limit`` keeps the top values of each column (free-text columns have many).
+        ``limit`` keeps the top values of each column (free-text columns have many). With
+        ``filters``, each column counts the products the other columns' filters allow (see
+        :func:`fashionclip.index.filters.filtered_value_counts`).
         """
         snap = self.snapshot()
         names = list(snap.columns) if columns is None else list(columns)
         check_columns(names, snap.columns)
         read = self._store.column_values
+        if filters:
+            wanted = check_filters(filters)
+            check_columns(list(wanted), snap.columns)
+            count = filtering.filtered_value_counts
+            return {name: count(snap, name, read, wanted, limit) for name in names}
         return {name: filtering.value_counts(snap, name, read, limit) for name in names}
 
     # -- writes ------------------------------------------------------------------------------
