@@ -190,3 +190,32 @@ def test_serve_refuses_a_damaged_catalog_in_one_line(three_segments, capsys):
     assert main(["serve", "--catalog", str(three_segments), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seg-000003.npy is missing" in err[0] and "--repair" in err[0]
+
+
+def test_repair_keeps_the_readable_rows_of_a_truncated_segment(three_segments, fake_model):
+    """A segment cut after its third row: rows 0-2 are salvaged, only 3-5 are re-embedded."""
+    with Catalog.open(three_segments) as catalog:
+        before = {pid: catalog.vector(pid) for pid in catalog.ids()}
+    segment = three_segments / "vectors" / "seg-000002.npy"
+    data = segment.read_bytes()
+    row_bytes = 16 * 4
+    header = len(data) - PER_BATCH * row_bytes
+    segment.write_bytes(data[: header + 3 * row_bytes + 10])  # three whole rows and a bit
+
+    embedded: list[str] = []
+    model = fake_model()
+    real = model.try_encode_images
+
+    def recording(images, **kwargs):
+        embedded.extend(str(i) for i in images)
+        return real(images, **kwargs)
+
+    model.try_encode_images = recording
+    repaired = repair_catalog(three_segments, lambda name: model)
+    assert repaired.salvaged == 3 and repaired.reembedded == 3
+    assert sorted(Path(p).stem for p in embedded) == ["b1-3", "b1-4", "b1-5"]
+    assert check_catalog(three_segments).ok
+    with Catalog.open(three_segments) as catalog:
+        assert len(catalog) == BATCHES * PER_BATCH
+        for pid, vector in before.items():
+            np.testing.assert_allclose(catalog.vector(pid), vector, atol=1e-6)

@@ -325,8 +325,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for problem in before.problems:
             print(f"was damaged ({problem.check}): {problem.message}")
         print(
-            f"repaired: dropped {len(repaired.dropped_segments)} damaged segments, re-embedded "
-            f"{repaired.reembedded} products, ANN index {repaired.ann}"
+            f"repaired: dropped {len(repaired.dropped_segments)} damaged segments, salvaged "
+            f"{repaired.salvaged} intact vectors, re-embedded {repaired.reembedded} products, "
+            f"ANN index {repaired.ann}"
         )
         for lost in repaired.lost[: args.max_failures]:
             print(f"not recovered {lost['id']} ({lost['image']}): {lost['reason']}")

@@ -5,10 +5,11 @@ each a function of a :class:`_Context` returning :class:`Problem` s, run in orde
 ``fatal`` problem stops the later checks (they read what it found broken). A new index
 kind (e.g. a text index) adds one ``(name, function)`` entry.
 
-Repair salvages what is intact and never drops a committed, intact vector: the damaged
-segments are forgotten, the products that pointed at them are written to
-``repair-report.json`` (id, image path, metadata) and re-embedded from their stored image
-paths with the catalog's model, and a missing or stale ANN index is rebuilt (dropped when
+Repair salvages what is intact and never drops a committed, intact vector: the rows of a
+damaged segment that still read back whole and of unit length (a truncated file keeps its
+prefix) move to a new segment, the damaged segments are forgotten, the other products that
+pointed at them are written to ``repair-report.json`` (id, image path, metadata) and
+re-embedded from their stored image paths with the catalog's model, and a missing or stale ANN index is rebuilt (dropped when
 its backend is unavailable). A garbage or empty ``catalog.sqlite`` cannot be repaired: the
 segments are raw vectors without product ids.
 """
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fashionclip.data.tables import ProductRecord
 from fashionclip.errors import FashionCLIPError
@@ -237,6 +240,7 @@ class RepairReport:
 
     catalog: str
     dropped_segments: list[str] = field(default_factory=list)
+    salvaged: int = 0  # vectors read back intact from damaged segments
     reembedded: int = 0
     lost: list[dict[str, Any]] = field(default_factory=list)  # id, image, metadata, reason
     ann: str = "unchanged"  # unchanged | rebuilt | dropped
@@ -259,20 +263,67 @@ def repair_catalog(path: str | Path, load_model: Callable[[str], Any]) -> Repair
             return report
         store = Store(root)
         try:
-            lost = list(store.products(found.lost_products()).values())
+            slots, vectors, kept = _salvage(store, found)
+            lost = [p for p in store.products(found.lost_products()).values() if p.id not in kept]
             model = None
             if lost:
                 model_name = str((store.get_meta("model") or {}).get("name"))
                 model = load_model(model_name)  # before anything is changed
             report.dropped_segments = sorted(found.damaged_segments.values())
+            report.salvaged = len(slots)
             _write_report(root, report, lost, "repair in progress")
-            store.drop_segments(list(found.damaged_segments), [p.id for p in lost])
+            store.drop_segments(
+                list(found.damaged_segments), [p.id for p in lost], (slots, vectors)
+            )
         finally:
             store.close()
         _reembed(root, model, lost, report)
         _repair_ann(root, report)
         _write_report(root, report, [], "done")
     return report
+
+
+def readable_rows(path: Path, n_rows: int, dim: int) -> np.ndarray:
+    """The whole rows a damaged ``.npy`` segment still holds (a truncated file keeps its
+    prefix); empty when its header is unreadable or not the expected float32 array."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(handle)
+            if shape != (n_rows, dim) or fortran or dtype != np.dtype("<f4"):
+                return np.zeros((0, dim), np.float32)
+            data = handle.read(n_rows * dim * 4)
+    except (OSError, ValueError):
+        return np.zeros((0, dim), np.float32)
+    whole = len(data) // (dim * 4)
+    return np.frombuffer(data[: whole * dim * 4], dtype="<f4").reshape(whole, dim)
+
+
+def _salvage(store: Store, found: CheckReport) -> tuple[np.ndarray, np.ndarray, set[str]]:
+    """``(old_slots, vectors, product ids)`` of the live rows of damaged segments that read
+    back intact: present in the file, finite and of unit length (every stored row is)."""
+    slots: list[int] = []
+    rows: list[np.ndarray] = []
+    ids: set[str] = set()
+    for seg_id, file, first_slot, n_rows, dim in store.segment_rows():
+        if seg_id not in found.damaged_segments:
+            continue
+        data = readable_rows(store.vectors_dir / file, n_rows, dim)
+        norms = np.linalg.norm(data, axis=1) if len(data) else np.zeros(0)
+        intact = np.isfinite(norms) & (np.abs(norms - 1.0) < 1e-3)
+        for product in store.products_in_slots(first_slot, first_slot + len(data)):
+            if intact[product.slot - first_slot]:
+                slots.append(product.slot)
+                rows.append(data[product.slot - first_slot])
+                ids.add(product.id)
+    dim = int((store.get_meta("model") or {}).get("embedding_dim", 0))
+    vectors = np.stack(rows) if rows else np.zeros((0, dim), np.float32)
+    return np.array(slots, dtype=np.int64), vectors, ids
 
 
 def _reembed(root: Path, model: Any, lost: list[StoredProduct], report: RepairReport) -> None:

@@ -612,28 +612,44 @@ class Store:
         )
 
     def products_in_slots(self, first: int, stop: int) -> list[StoredProduct]:
-        """The products whose slot lies in ``[first, stop)``."""
-        rows = self.connection().execute(
-            "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
-            "WHERE slot >= ? AND slot < ?",
-            (first, stop),
-        )
-        return [StoredProduct(*row) for row in rows]
+        """The products whose slot lies in ``[first, stop)``, in slot order."""
+        where = "slot >= ? AND slot < ? ORDER BY slot"
+        return self._stored_products(where, (first, stop))
 
     def products_outside_segments(self) -> list[StoredProduct]:
         """Products whose slot no committed segment holds (a damaged catalog has them)."""
+        where = (
+            "NOT EXISTS (SELECT 1 FROM segments s WHERE products.slot >= s.first_slot "
+            "AND products.slot < s.first_slot + s.n_rows)"
+        )
+        return self._stored_products(where, ())
+
+    def _stored_products(self, where: str, params: Sequence[object]) -> list[StoredProduct]:
         rows = self.connection().execute(
-            "SELECT id, slot, content_hash, image, metadata, updated_at FROM products p "
-            "WHERE NOT EXISTS (SELECT 1 FROM segments s WHERE p.slot >= s.first_slot "
-            "AND p.slot < s.first_slot + s.n_rows)"
+            "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
+            f"WHERE {where}",
+            params,
         )
         return [StoredProduct(*row) for row in rows]
 
-    def drop_segments(self, segment_ids: Sequence[int], product_ids: Sequence[str]) -> None:
-        """One transaction: forget damaged segments and the products that pointed at them
-        (for repair; the files are deleted after the commit)."""
+    def drop_segments(
+        self,
+        segment_ids: Sequence[int],
+        product_ids: Sequence[str],
+        salvaged: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """One transaction (for repair): forget damaged segments and the products that
+        pointed at them; ``salvaged = (old_slots, vectors)`` are rows read back intact from
+        them, written to a new segment with their products repointed. The damaged files are
+        deleted after the commit."""
         files: list[str] = []
         with self.write() as con:
+            if salvaged is not None and len(salvaged[0]):
+                _, first = self.write_segment(con, salvaged[1])
+                con.executemany(
+                    "UPDATE products SET slot = ? WHERE slot = ?",
+                    [(first + i, int(old)) for i, old in enumerate(salvaged[0])],
+                )
             for seg_id in segment_ids:
                 row = con.execute("SELECT file FROM segments WHERE id = ?", (seg_id,)).fetchone()
                 if row is not None:
