@@ -5,6 +5,7 @@ from __future__ import annotations
 from fashionclip.index.backends import AnnInfo
 from fashionclip.index.catalog import Catalog
 from fashionclip.index.indexer import IndexFailure, IndexReport
+from fashionclip.index.lock import CatalogLockedError
 from fashionclip.index.query import Query, QueryLimits
 from fashionclip.index.store import CatalogDamagedError, CatalogFormatError, CatalogNotFoundError
 from fashionclip.index.types import (
@@ -23,6 +24,7 @@ __all__ = [
     "CatalogDamagedError",
     "CatalogExistsError",
     "CatalogFormatError",
+    "CatalogLockedError",
     "CatalogModel",
     "CatalogNotFoundError",
     "CatalogProduct",

@@ -140,7 +140,7 @@ def _check_segments(ctx: _Context) -> list[Problem]:
         if what is not None:
             ctx.damaged_segments[seg_id] = file
             lost = [p.id for p in ctx.store.products_in_slots(first_slot, first_slot + n_rows)]
-            problems.append(Problem("segments", f"{what} ({len(lost)} products lost)", lost))
+            problems.append(Problem("segments", f"{what} ({len(lost)} products point at it)", lost))
     return problems
 
 
