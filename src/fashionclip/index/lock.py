@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,7 +54,7 @@ def _hold_for(root: Path) -> _ProcessHold:
 
 
 def holder_pid(root: Path) -> str:
-    """What the lock file says about its holder ("pid N: command"), or "unknown"."""
+    """What the lock file says about its holder ("pid N: indexing"), or "unknown"."""
     try:
         text = (Path(root) / LOCK_NAME).read_text(encoding="utf-8").strip()
     except OSError:
@@ -81,8 +80,7 @@ def _acquire_file(root: Path, wait: bool, action: str) -> int:
         os.close(fd)
         raise
     os.ftruncate(fd, 0)
-    command = " ".join(os.path.basename(a) for a in sys.argv[:2]) or "python"
-    os.pwrite(fd, f"pid {os.getpid()}: {command} {action}\n".encode(), 0)
+    os.pwrite(fd, f"pid {os.getpid()}: {action}\n".encode(), 0)
     return fd
 
 
