@@ -219,3 +219,14 @@ def test_repair_keeps_the_readable_rows_of_a_truncated_segment(three_segments, f
         assert len(catalog) == BATCHES * PER_BATCH
         for pid, vector in before.items():
             np.testing.assert_allclose(catalog.vector(pid), vector, atol=1e-6)
+
+
+def test_ann_left_behind_by_a_compaction_is_a_warning_not_damage(three_segments):
+    """Compaction makes the ANN index out of date by design: check passes, serve starts."""
+    with Catalog.open(three_segments) as catalog:
+        catalog.build_ann(backend="exact")
+        catalog.compact()
+        assert catalog.ann_info is None
+    report = check_catalog(three_segments)
+    assert report.ok and len(report.warnings) == 1 and "compaction" in report.warnings[0]
+    assert main(["check", "--catalog", str(three_segments)]) == 0

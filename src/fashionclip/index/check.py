@@ -16,6 +16,7 @@ segments are raw vectors without product ids.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 from collections.abc import Callable
@@ -97,6 +98,7 @@ class _Context:
     root: Path
     store: Store
     damaged_segments: dict[int, str] = field(default_factory=dict)  # id -> file
+    warnings: list[str] = field(default_factory=list)
     dim: int = 0
 
 
@@ -153,7 +155,8 @@ def _check_products(ctx: _Context) -> list[Problem]:
 
 
 def _check_ann(ctx: _Context) -> list[Problem]:
-    """The ANN index, when there is one, is present, readable and covers live segments."""
+    """The ANN index, when there is one, is present and readable. One that covers segments a
+    compaction replaced is out of date, not damaged (search ignores it): a warning."""
     meta = ctx.store.get_meta("ann")
     if not isinstance(meta, dict):
         return []
@@ -161,16 +164,18 @@ def _check_ann(ctx: _Context) -> list[Problem]:
     path = ctx.root / ANN_DIR / info.file
     if not path.is_file():
         return [Problem("ann", f"ANN index file {ANN_DIR}/{info.file} is missing")]
-    present = {row[0] for row in ctx.store.segment_rows()} - set(ctx.damaged_segments)
-    if not set(info.segments) <= present:
-        return [Problem("ann", "the ANN index covers segments that are gone: it is stale")]
+    if not set(info.segments) <= {row[0] for row in ctx.store.segment_rows()}:
+        ctx.warnings.append(
+            "the ANN index predates a compaction: search is exact until it is rebuilt "
+            "(`fashionclip index --ann` or Catalog.build_ann)"
+        )
+        return []
+    if info.backend == "usearch" and importlib.util.find_spec("usearch") is None:
+        ctx.warnings.append("usearch is not installed: the ANN index file was not read")
+        return []
     try:
         backend_class(info.backend).load(path, ctx.dim, info)
-    except FashionCLIPError as exc:  # usearch not installed: cannot look inside
-        if "not installed" in str(exc) or "pip install" in str(exc):
-            return []
-        return [Problem("ann", f"ANN index {ANN_DIR}/{info.file} is unreadable ({exc})")]
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (FashionCLIPError, OSError, ValueError, RuntimeError) as exc:
         return [Problem("ann", f"ANN index {ANN_DIR}/{info.file} is unreadable ({exc})")]
     return []
 
@@ -210,6 +215,7 @@ class CatalogReportBuilder:
             if any(p.fatal for p in found):
                 return self.report
         self.report.damaged_segments = dict(self.ctx.damaged_segments)
+        self.report.warnings = list(self.ctx.warnings)
         store = self.ctx.store
         self.report.segments = len(store.segment_rows())
         self.report.products = len(store.product_ids())
@@ -278,7 +284,7 @@ def repair_catalog(path: str | Path, load_model: Callable[[str], Any]) -> Repair
         finally:
             store.close()
         _reembed(root, model, lost, report)
-        _repair_ann(root, report)
+        _repair_ann(root, report, found)
         _write_report(root, report, [], "done")
     return report
 
@@ -346,15 +352,19 @@ def _reembed(root: Path, model: Any, lost: list[StoredProduct], report: RepairRe
         report.lost.append(_lost_entry(by_id[failure.id], failure.reason))
 
 
-def _repair_ann(root: Path, report: RepairReport) -> None:
-    """Rebuild a missing, unreadable or stale ANN index with its parameters, else drop it."""
+def _repair_ann(root: Path, report: RepairReport, found: CheckReport) -> None:
+    """Rebuild a missing or unreadable ANN index, or one that covered a dropped segment, with
+    its parameters; drop it when that fails (e.g. its backend is not installed)."""
     from fashionclip.index.catalog import Catalog
 
-    if not any(p.check == "ann" for p in check_catalog(root).problems):
-        return
     with Catalog.open(root) as catalog:
         meta = catalog.store.get_meta("ann")
+        if not isinstance(meta, dict):
+            return
         info = AnnInfo.from_meta(meta)
+        broken = any(p.check == "ann" for p in found.problems)
+        if not broken and not set(info.segments) & set(found.damaged_segments):
+            return
         try:
             if len(catalog) == 0:
                 raise FashionCLIPError("empty catalog")
