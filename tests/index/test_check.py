@@ -178,6 +178,10 @@ def test_check_command_exit_codes_and_repair(tmp_path, tiny_clip, tiny_clip_dir,
     assert main(["check", "--catalog", str(root), "--repair", *model_args]) == 0
     out = capsys.readouterr().out
     assert "re-embedded 6 products" in out and "ok (6 products" in out
+    (root / "vectors" / "seg-000002.npy").unlink()  # the repaired segment
+    assert main(["check", "--catalog", str(root), "--repair", "--json", *model_args]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] and not data["before"]["ok"] and data["repair"]["reembedded"] == 6
     assert main(["check", "--catalog", str(tmp_path / "nothing")]) == 2
 
     (root / "catalog.sqlite").write_bytes(b"not a database" * 50)

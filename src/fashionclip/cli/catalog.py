@@ -299,40 +299,44 @@ def _add_search(commands: Any) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from fashionclip.index.check import check_catalog, repair_catalog
+    from fashionclip.index.check import check_catalog, damage_error, repair_catalog
 
     report = check_catalog(args.catalog)
-    repaired = None
-    if args.repair and not report.ok:
-        if report.fatal:
-            from fashionclip.index.check import damage_error
+    if args.repair and report.fatal:
+        print(f"{args.catalog}: {damage_error(Path(args.catalog), report)}")
+        return 1
+    if not (args.repair and report.problems):
+        return _print_check(args, report)
 
-            print(f"{args.catalog}: {damage_error(Path(args.catalog), report)}")
-            return 1
+    def load(name: str) -> Any:
+        return load_model(args.model or name, args.device, args.allow_pickle)
 
-        def load(name: str) -> Any:
-            return load_model(args.model or name, args.device, args.allow_pickle)
-
-        repaired = repair_catalog(args.catalog, load)
-        before, report = report, check_catalog(args.catalog)
+    repaired = repair_catalog(args.catalog, load)
+    after = check_catalog(args.catalog)
     if args.json:
-        data = report.to_dict()
-        if repaired is not None:
-            data = {**data, "before": before.to_dict(), "repair": repaired.to_dict()}
-        print_json(data)
+        extra = {"before": report.to_dict(), "repair": repaired.to_dict()}
+        return _print_check(args, after, extra)
+    for problem in report.problems:
+        print(f"was damaged ({problem.check}): {problem.message}")
+    print(
+        f"repaired: dropped {len(repaired.dropped_segments)} damaged segments, salvaged "
+        f"{repaired.salvaged} intact vectors, re-embedded {repaired.reembedded} products, "
+        f"ANN index {repaired.ann}"
+    )
+    for lost in repaired.lost[: args.max_failures]:
+        print(f"not recovered {lost['id']} ({lost['image']}): {lost['reason']}")
+    if repaired.lost:
+        print(f"{len(repaired.lost)} products not recovered; listed in repair-report.json")
+    return _print_check(args, after)
+
+
+def _print_check(args: argparse.Namespace, report: Any, extra: dict[str, Any] | None = None) -> int:
+    """Print a check report (text or JSON); the exit status: 0 healthy, 1 damaged."""
+    from fashionclip.index.check import damage_error
+
+    if args.json:
+        print_json({**report.to_dict(), **(extra or {})})
         return 0 if report.ok else 1
-    if repaired is not None:
-        for problem in before.problems:
-            print(f"was damaged ({problem.check}): {problem.message}")
-        print(
-            f"repaired: dropped {len(repaired.dropped_segments)} damaged segments, salvaged "
-            f"{repaired.salvaged} intact vectors, re-embedded {repaired.reembedded} products, "
-            f"ANN index {repaired.ann}"
-        )
-        for lost in repaired.lost[: args.max_failures]:
-            print(f"not recovered {lost['id']} ({lost['image']}): {lost['reason']}")
-        if repaired.lost:
-            print(f"{len(repaired.lost)} products not recovered; listed in repair-report.json")
     for problem in report.problems:
         print(f"damaged ({problem.check}): {problem.message}")
     for warning in report.warnings:
@@ -344,8 +348,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
         )
         return 0
     if report.fatal:
-        from fashionclip.index.check import damage_error
-
         print(f"{args.catalog}: {damage_error(Path(args.catalog), report)}")
     else:
         print(f"{args.catalog}: damaged; run again with --repair to salvage it")
@@ -356,11 +358,12 @@ def _add_check(commands: Any) -> None:
     check = commands.add_parser(
         "check",
         help="check a catalog's integrity; --repair salvages a damaged one",
-        description="Check that every committed segment is present with the right shape, "
-        "that every product points at a live slot and that the ANN index is current. Exit "
-        "status 0 when healthy, 1 when damaged. --repair drops damaged segments, re-embeds the "
-        "products they held from their stored image paths (with --model, default the "
-        "catalog's model) and rebuilds a stale ANN index; intact vectors are never dropped.",
+        description="Check that the database is sound, every committed segment is present "
+        "with the right shape, every product points at a live slot and the ANN index is "
+        "readable. Exit status 0 when healthy, 1 when damaged. --repair keeps the intact rows "
+        "of damaged segments, re-embeds the other products they held from their stored image "
+        "paths (with --model, default the catalog's model) and rebuilds a broken ANN index; "
+        "intact vectors are never dropped.",
     )
     add_model_options(check)
     check.add_argument("--catalog", required=True, help="catalog folder")
