@@ -136,6 +136,8 @@ def _check_segments(ctx: _Context) -> list[Problem]:
             try:
                 ctx.store.open_segment(file, n_rows, dim)
             except FileNotFoundError:
+                if seg_id not in {row[0] for row in ctx.store.segment_rows()}:
+                    continue  # a writer's compaction replaced it since we listed segments
                 what = f"segment {VECTORS_DIR}/{file} is missing"
             except CatalogDamagedError as exc:
                 what = exc.what
