@@ -33,6 +33,8 @@ from test_serve_api import ServerThread, make_products  # noqa: E402
 
 #: Products in the page's catalog: each has its own articleType, so that column has > 60 values.
 N_PRODUCTS = 72
+#: The running app per base URL, for tests that change a service setting.
+APPS: dict[str, object] = {}
 
 import fashionclip  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
@@ -89,6 +91,7 @@ def server(tmp_path_factory, tiny_clip):
     compare = ensure_compare_catalog(catalog, compare_model, show_progress=False).catalog
     app = create_app(catalog, tiny_clip, compare_model=compare_model, compare_catalog=compare)
     with ServerThread(app) as base:
+        APPS[base] = app
         yield base, records
 
 
@@ -404,3 +407,44 @@ def test_detail_panel_more_of_this_type(server, browser, tmp_path):
     assert page.evaluate(CARD_IDS) == [first]
     assert not problems, problems
     page.close()
+
+
+def test_weak_match_hint_and_filter_counts_follow_the_filters(server, browser, tmp_path):
+    base, records = server
+    service = APPS[base].state.service  # type: ignore[attr-defined]
+    try:
+        service.weak_match_below = 2.0  # every cosine score is below: always a weak match
+        page, problems = open_desktop(browser, base, "/?q=spaceship+engine")
+        wait_results(page)
+        page.wait_for_selector("#weak-match")
+        note = page.inner_text("#weak-match")
+        assert "matches \u201cspaceship engine\u201d well" in note and "2.000" in note
+        shot(page, tmp_path, "serve-desktop-weak-match.png")
+        page.close()
+
+        service.weak_match_below = -2.0  # no score is below
+        page, problems2 = open_desktop(browser, base, "/?q=red+dress")
+        wait_results(page)
+        assert page.locator("#weak-match").count() == 0
+        # Counts follow the filters: with gender=Women, the articleType counts are Women's.
+        page.select_option("#filter-gender", "Women")
+        wanted = '{"gender":"Women"}'
+        page.wait_for_selector(f"#filter-list[data-counted-for='{wanted}']")
+        men, women = records[0].metadata, records[1].metadata
+        assert men["gender"] == "Men" and women["gender"] == "Women"
+        options = page.locator("#filter-articleType option")
+        texts = dict(
+            zip(
+                options.evaluate_all("os => os.map(o => o.value)"),
+                options.all_inner_texts(),
+                strict=True,
+            )
+        )
+        assert texts[men["articleType"]].endswith("(0)")
+        assert texts[women["articleType"]].endswith("(1)")
+        genders = page.locator("#filter-gender option").all_inner_texts()
+        assert any(t.startswith("Men (") and not t.endswith("(0)") for t in genders)
+        page.close()
+    finally:
+        service.weak_match_below = None
+    assert not problems and not problems2, problems + problems2

@@ -1,4 +1,4 @@
-"""Catalog commands: `info`, `index` (build or update a catalog) and `search`."""
+"""Catalog commands: `info`, `index` (build or update a catalog), `search` and `check`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from fashionclip.cli.common import add_model_options, load_model, print_json
 from fashionclip.errors import FashionCLIPError, ModelMismatchError
+from fashionclip.index.lock import writer_lock
 
 if TYPE_CHECKING:
     from fashionclip.index import Catalog
@@ -116,16 +117,18 @@ def _cmd_index(args: argparse.Namespace) -> int:
     )
     print_warnings(source.warnings, args.max_warnings)
     catalog_dir = Path(args.catalog)
-    catalog = _open_for_indexing(args, catalog_dir)
-    with catalog:
-        report = catalog.index(
-            source,
-            batch_size=args.batch_size,
-            commit_every=args.commit_every,
-            show_progress=not args.no_progress,
-        )
-        total = len(catalog)
-        ann = catalog.build_ann(show_progress=not args.no_progress) if args.ann else None
+    catalog_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(catalog_dir, wait=args.wait, action="indexing"):  # one writer at a time
+        catalog = _open_for_indexing(args, catalog_dir)
+        with catalog:
+            report = catalog.index(
+                source,
+                batch_size=args.batch_size,
+                commit_every=args.commit_every,
+                show_progress=not args.no_progress,
+            )
+            total = len(catalog)
+            ann = catalog.build_ann(show_progress=not args.no_progress) if args.ann else None
     if args.json:
         summary = {**report.to_dict(), "catalog_size": total, "warnings": source.warnings}
         if ann is not None:
@@ -248,6 +251,11 @@ def _add_index(commands: Any) -> None:
     index.add_argument("--max-failures", type=int, default=20, help="failures to print")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another process is writing to the catalog, wait for it instead of failing",
+    )
+    index.add_argument(
         "--rebuild-if-model-changed",
         action="store_true",
         help="if the catalog was built with other model weights (e.g. an upgraded default "
@@ -290,12 +298,88 @@ def _add_search(commands: Any) -> None:
     search.set_defaults(handler=_cmd_search)
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from fashionclip.index.check import check_catalog, damage_error, repair_catalog
+
+    report = check_catalog(args.catalog)
+    if args.repair and report.fatal:
+        print(f"{args.catalog}: {damage_error(Path(args.catalog), report)}")
+        return 1
+    if not (args.repair and report.problems):
+        return _print_check(args, report)
+
+    def load(name: str) -> Any:
+        return load_model(args.model or name, args.device, args.allow_pickle)
+
+    repaired = repair_catalog(args.catalog, load)
+    after = check_catalog(args.catalog)
+    if args.json:
+        extra = {"before": report.to_dict(), "repair": repaired.to_dict()}
+        return _print_check(args, after, extra)
+    for problem in report.problems:
+        print(f"was damaged ({problem.check}): {problem.message}")
+    print(
+        f"repaired: dropped {len(repaired.dropped_segments)} damaged segments, salvaged "
+        f"{repaired.salvaged} intact vectors, re-embedded {repaired.reembedded} products, "
+        f"ANN index {repaired.ann}"
+    )
+    for lost in repaired.lost[: args.max_failures]:
+        print(f"not recovered {lost['id']} ({lost['image']}): {lost['reason']}")
+    if repaired.lost:
+        print(f"{len(repaired.lost)} products not recovered; listed in repair-report.json")
+    return _print_check(args, after)
+
+
+def _print_check(args: argparse.Namespace, report: Any, extra: dict[str, Any] | None = None) -> int:
+    """Print a check report (text or JSON); the exit status: 0 healthy, 1 damaged."""
+    from fashionclip.index.check import damage_error
+
+    if args.json:
+        print_json({**report.to_dict(), **(extra or {})})
+        return 0 if report.ok else 1
+    for problem in report.problems:
+        print(f"damaged ({problem.check}): {problem.message}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    if report.ok:
+        print(
+            f"{args.catalog}: ok ({report.products} products in {report.segments} segments; "
+            f"checked {', '.join(report.checks)})"
+        )
+        return 0
+    if report.fatal:
+        print(f"{args.catalog}: {damage_error(Path(args.catalog), report)}")
+    else:
+        print(f"{args.catalog}: damaged; run again with --repair to salvage it")
+    return 1
+
+
+def _add_check(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="check a catalog's integrity; --repair salvages a damaged one",
+        description="Check that the database is sound, every committed segment is present "
+        "with the right shape, every product points at a live slot and the ANN index is "
+        "readable. Exit status 0 when healthy, 1 when damaged. --repair keeps the intact rows "
+        "of damaged segments, re-embeds the other products they held from their stored image "
+        "paths (with --model, default the catalog's model) and rebuilds a broken ANN index; "
+        "intact vectors are never dropped.",
+    )
+    add_model_options(check)
+    check.add_argument("--catalog", required=True, help="catalog folder")
+    check.add_argument("--repair", action="store_true", help="salvage a damaged catalog")
+    check.add_argument("--max-failures", type=int, default=20, help="lost products to print")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=_cmd_check)
+
+
 def register(commands: Any) -> None:
     """Add this module's subcommands to the ``fashionclip`` parser."""
     _add_info(commands)
     _add_index(commands)
     _add_search(commands)
     _add_traverse(commands)
+    _add_check(commands)
 
 
 # ------------------------------------------------------------------------------------ traverse

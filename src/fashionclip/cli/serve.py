@@ -40,6 +40,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         compare_catalog=state.compare_catalog,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
     )
+    if args.weak_match_below is not None:  # overrides the model's own (0 turns the hint off)
+        app.state.service.weak_match_below = args.weak_match_below or None
     try:
         loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
     except ValueError:
@@ -87,6 +89,13 @@ def _add_serve(commands: Any) -> None:
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn log level",
+    )
+    serve.add_argument(
+        "--weak-match-below",
+        type=float,
+        default=None,
+        help="best text-query score under which the page says nothing matches well (default: "
+        "the model's serving.json; 0 turns the hint off)",
     )
     serve.add_argument("--no-progress", action="store_true", help="no progress bars")
     serve.set_defaults(handler=_cmd_serve)

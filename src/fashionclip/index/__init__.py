@@ -5,8 +5,9 @@ from __future__ import annotations
 from fashionclip.index.backends import AnnInfo
 from fashionclip.index.catalog import Catalog
 from fashionclip.index.indexer import IndexFailure, IndexReport
+from fashionclip.index.lock import CatalogLockedError
 from fashionclip.index.query import Query, QueryLimits
-from fashionclip.index.store import CatalogFormatError, CatalogNotFoundError
+from fashionclip.index.store import CatalogDamagedError, CatalogFormatError, CatalogNotFoundError
 from fashionclip.index.types import (
     CatalogExistsError,
     CatalogModel,
@@ -20,8 +21,10 @@ from fashionclip.index.types import (
 __all__ = [
     "AnnInfo",
     "Catalog",
+    "CatalogDamagedError",
     "CatalogExistsError",
     "CatalogFormatError",
+    "CatalogLockedError",
     "CatalogModel",
     "CatalogNotFoundError",
     "CatalogProduct",

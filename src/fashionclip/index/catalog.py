@@ -30,11 +30,13 @@ from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex, backend
 from fashionclip.index.backends.exact import GATHER_FRACTION
 from fashionclip.index.indexer import Indexer, IndexReport
 from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
+from fashionclip.index.lock import writer_lock, writes
 from fashionclip.index.query import (
     EncodeHook,
     Query,
     check_columns,
     check_dimension,
+    check_filters,
     require_one_input,
     unit_vector,
 )
@@ -90,7 +92,11 @@ class Catalog:
         if root.exists() and not root.is_dir():
             raise FashionCLIPError(f"catalog path {root} is a file, not a folder")
         identity = CatalogModel.of(model)
-        store = Store.initialise(root, {"model": asdict(identity)})
+        root.mkdir(parents=True, exist_ok=True)
+        with writer_lock(root, action="creating"):  # two creators: one wins, one is refused
+            if (root / DB_NAME).exists():
+                raise CatalogExistsError(f"a catalog already exists at {root}; open it instead")
+            store = Store.initialise(root, {"model": asdict(identity)})
         has_encoders = hasattr(model, "encode_text")
         return cls(store, model if has_encoders else None, identity)
 
@@ -279,20 +285,31 @@ class Catalog:
         return snap
 
     def facets(
-        self, columns: Sequence[str] | None = None, limit: int | None = None
+        self,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+        filters: Mapping[str, Any] | None = None,
     ) -> dict[str, dict[MetadataValue, int]]:
         """Distinct values per metadata column with product counts, most frequent first.
 
-        ``limit`` keeps the top values of each column (free-text columns have many).
+        ``limit`` keeps the top values of each column (free-text columns have many). With
+        ``filters``, each column counts the products the other columns' filters allow (see
+        :func:`fashionclip.index.filters.filtered_value_counts`).
         """
         snap = self.snapshot()
         names = list(snap.columns) if columns is None else list(columns)
         check_columns(names, snap.columns)
         read = self._store.column_values
+        if filters:
+            wanted = check_filters(filters)
+            check_columns(list(wanted), snap.columns)
+            count = filtering.filtered_value_counts
+            return {name: count(snap, name, read, wanted, limit) for name in names}
         return {name: filtering.value_counts(snap, name, read, limit) for name in names}
 
     # -- writes ------------------------------------------------------------------------------
 
+    @writes("indexing")
     def index(
         self,
         records: CatalogSource | Iterable[ProductRecord],
@@ -313,6 +330,7 @@ class Catalog:
         ``timings``) is also written to ``<catalog>/index-report.json``.
         """
         model = self._require_model("index images")
+        self.snapshot()  # a damaged catalog is refused before anything is embedded
         if batch_size <= 0 or commit_every <= 0:
             raise FashionCLIPError("batch_size and commit_every must be positive")
         items = records.records if isinstance(records, CatalogSource) else list(records)
@@ -361,6 +379,7 @@ class Catalog:
                 self._store.write_report(report.to_dict())
         return report
 
+    @writes("adding embeddings")
     def add_embeddings(
         self,
         ids: Sequence[str],
@@ -397,10 +416,12 @@ class Catalog:
         ]
         self._store.commit_batch(normalise_rows(vectors), rows)
 
+    @writes("removing")
     def remove(self, ids: Iterable[str]) -> int:
         """Remove products (their vectors become tombstones). Returns how many existed."""
         return self._store.remove_products([str(i) for i in ids])
 
+    @writes("compacting")
     def compact(self) -> CompactReport:
         """Rewrite live vectors into fresh segments and drop tombstones and old files."""
         snap = self.snapshot()
@@ -411,6 +432,7 @@ class Catalog:
         after = self.snapshot()
         return CompactReport(len(snap.segments), len(after.segments), snap.n_rows, after.n_rows)
 
+    @writes("building the ANN index")
     def build_ann(
         self, *, backend: str = "usearch", show_progress: bool = False, **params: Any
     ) -> AnnInfo:
@@ -443,6 +465,7 @@ class Catalog:
         self._store.set_ann(info.to_meta(), index.save, info.segments)
         return info
 
+    @writes("dropping the ANN index")
     def drop_ann(self) -> None:
         """Remove the ANN index (search becomes exact only)."""
         self._store.drop_ann()

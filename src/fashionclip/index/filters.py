@@ -99,10 +99,17 @@ def candidates(
 
 
 def value_counts(
-    snap: Snapshot, column: str, read: ColumnReader, limit: int | None = None
+    snap: Snapshot,
+    column: str,
+    read: ColumnReader,
+    limit: int | None = None,
+    positions: np.ndarray | None = None,
 ) -> dict[MetadataValue, int]:
-    """Distinct non-null values of a column over live rows with counts, most frequent first."""
+    """Distinct non-null values of a column over live rows (or only ``positions``) with
+    counts, most frequent first."""
     codes, values, _ = column_codes(snap, column, read)
+    if positions is not None:
+        codes = codes[positions]
     counts = np.bincount(codes[codes >= 0], minlength=len(values))
     order = np.argsort(-counts, kind="stable")
     facet: dict[MetadataValue, int] = {}
@@ -113,3 +120,24 @@ def value_counts(
         if limit is not None and len(facet) >= limit:
             break
     return facet
+
+
+def filtered_value_counts(
+    snap: Snapshot,
+    column: str,
+    read: ColumnReader,
+    filters: Mapping[str, Sequence[object]],
+    limit: int | None = None,
+) -> dict[MetadataValue, int]:
+    """Value counts of ``column`` over the products the *other* columns' filters allow.
+
+    The usual "disjunctive" facet: with ``gender=Women`` chosen, the gender counts still
+    list Men (how many a switch would give) while every other column counts Women only.
+    """
+    others = {c: v for c, v in filters.items() if c != column}
+    positions = candidates(snap, others, read)
+    counts = value_counts(snap, column, read, None, positions)
+    if positions is not None:  # values the filters rule out entirely still get listed, at 0
+        for value in value_counts(snap, column, read):
+            counts.setdefault(value, 0)
+    return dict(list(counts.items())[:limit]) if limit is not None else counts

@@ -87,6 +87,21 @@ class CatalogFormatError(FashionCLIPError):
     """The catalog was written by a newer, incompatible version of fashionclip, or is damaged."""
 
 
+class CatalogDamagedError(CatalogFormatError):
+    """A file of the catalog is missing, truncated or garbage; the message names it."""
+
+    def __init__(self, root: Path, what: str, repairable: bool = True) -> None:
+        hint = (
+            f"run `fashionclip check --catalog {root} --repair` to salvage it"
+            if repairable
+            else "it cannot be repaired (the vector segments hold no product ids): restore "
+            f"{DB_NAME} from a backup or rebuild the catalog with `fashionclip index`"
+        )
+        super().__init__(f"catalog {root} is damaged: {what}; {hint}")
+        self.what = what
+        self.repairable = repairable
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -188,9 +203,14 @@ class Store:
         return store
 
     def check_format(self) -> None:
-        version = self.get_meta("format_version")
+        try:
+            version = self.get_meta("format_version")
+        except sqlite3.DatabaseError as exc:
+            what = f"{DB_NAME} is unreadable ({exc})"
+            raise CatalogDamagedError(self.root, what, repairable=False) from None
         if version is None:
-            raise CatalogFormatError(f"{self.db_path} has no format_version: not a catalog?")
+            what = f"{DB_NAME} has no format_version"
+            raise CatalogDamagedError(self.root, what, repairable=False)
         if int(version) > FORMAT_VERSION:
             raise CatalogFormatError(
                 f"catalog {self.root} has format version {version}; this fashionclip reads "
@@ -498,11 +518,15 @@ class Store:
         for attempt in range(5):
             try:
                 return self._load_snapshot()
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 # A compaction deleted a file after our read began; read the new state.
                 if attempt == 4:
-                    raise
+                    name = Path(exc.filename or "?").name
+                    raise CatalogDamagedError(self.root, f"segment {name} is missing") from None
                 time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:
+                what = f"{DB_NAME} is unreadable ({exc})"
+                raise CatalogDamagedError(self.root, what, repairable=False) from None
         raise AssertionError("unreachable")
 
     def _load_snapshot(self) -> Snapshot:
@@ -523,12 +547,7 @@ class Store:
             offset = 0
             dim = int(model.get("embedding_dim", 0))
             for seg_id, file, first_slot, n_rows, seg_dim in seg_rows:
-                vectors = np.load(self.vectors_dir / file, mmap_mode="r", allow_pickle=False)
-                if vectors.shape != (n_rows, seg_dim) or vectors.dtype != np.float32:
-                    raise CatalogFormatError(
-                        f"segment {file} has shape {vectors.shape} {vectors.dtype}, expected "
-                        f"({n_rows}, {seg_dim}) float32: the catalog is damaged"
-                    )
+                vectors = self.open_segment(file, n_rows, seg_dim)
                 if dim and seg_dim != dim:
                     raise CatalogFormatError(
                         f"segment {file} has dimension {seg_dim}, catalog has {dim}"
@@ -549,9 +568,98 @@ class Store:
             ann=ann if isinstance(ann, dict) else None,
         )
         if len(slots):
-            snap.live[snap.positions_in(slots)] = True
+            positions = snap.positions_in(slots)
+            if (positions < 0).any():
+                n = int((positions < 0).sum())
+                raise CatalogDamagedError(self.root, f"{n} products point at no committed segment")
+            snap.live[positions] = True
         snap.dead = np.flatnonzero(~snap.live)
         return snap
+
+    def open_segment(self, file: str, n_rows: int, dim: int) -> np.ndarray:
+        """A committed segment, memory-mapped and checked to be ``(n_rows, dim)`` float32.
+
+        Raises FileNotFoundError when it is missing (a compaction may have just deleted it)
+        and :class:`CatalogDamagedError` when it is truncated or not a float32 array.
+        """
+        path = self.vectors_dir / file
+        try:
+            vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:
+            raise CatalogDamagedError(self.root, f"segment {file} is unreadable ({exc})") from None
+        if vectors.shape != (n_rows, dim) or vectors.dtype != np.float32:
+            raise CatalogDamagedError(
+                self.root,
+                f"segment {file} has shape {vectors.shape} {vectors.dtype}, expected "
+                f"({n_rows}, {dim}) float32",
+            )
+        return vectors
+
+    # -- integrity (see :mod:`.check`) -------------------------------------------------------
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check`` messages (``["ok"]`` when the file is sound)."""
+        return [str(row[0]) for row in self.connection().execute("PRAGMA quick_check")]
+
+    def segment_rows(self) -> list[tuple[int, str, int, int, int]]:
+        """``(id, file, first_slot, n_rows, dim)`` of every committed segment, in slot order."""
+        return (
+            self.connection()
+            .execute("SELECT id, file, first_slot, n_rows, dim FROM segments ORDER BY first_slot")
+            .fetchall()
+        )
+
+    def products_in_slots(self, first: int, stop: int) -> list[StoredProduct]:
+        """The products whose slot lies in ``[first, stop)``, in slot order."""
+        where = "slot >= ? AND slot < ? ORDER BY slot"
+        return self._stored_products(where, (first, stop))
+
+    def products_outside_segments(self) -> list[StoredProduct]:
+        """Products whose slot no committed segment holds (a damaged catalog has them)."""
+        where = (
+            "NOT EXISTS (SELECT 1 FROM segments s WHERE products.slot >= s.first_slot "
+            "AND products.slot < s.first_slot + s.n_rows)"
+        )
+        return self._stored_products(where, ())
+
+    def _stored_products(self, where: str, params: Sequence[object]) -> list[StoredProduct]:
+        rows = self.connection().execute(
+            "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
+            f"WHERE {where}",
+            params,
+        )
+        return [StoredProduct(*row) for row in rows]
+
+    def drop_segments(
+        self,
+        segment_ids: Sequence[int],
+        product_ids: Sequence[str],
+        salvaged: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """One transaction (for repair): forget damaged segments and the products that
+        pointed at them; ``salvaged = (old_slots, vectors)`` are rows read back intact from
+        them, written to a new segment with their products repointed. The damaged files are
+        deleted after the commit."""
+        files: list[str] = []
+        with self.write() as con:
+            if salvaged is not None and len(salvaged[0]):
+                _, first = self.write_segment(con, salvaged[1])
+                con.executemany(
+                    "UPDATE products SET slot = ? WHERE slot = ?",
+                    [(first + i, int(old)) for i, old in enumerate(salvaged[0])],
+                )
+            for seg_id in segment_ids:
+                row = con.execute("SELECT file FROM segments WHERE id = ?", (seg_id,)).fetchone()
+                if row is not None:
+                    files.append(row[0])
+                    con.execute("DELETE FROM segments WHERE id = ?", (seg_id,))
+            for start in range(0, len(product_ids), SQL_CHUNK):
+                chunk = list(product_ids[start : start + SQL_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                con.execute(f"DELETE FROM products WHERE id IN ({marks})", chunk)
+        self.delete_segment_files(files)
 
     def column_values(self, column: str) -> tuple[np.ndarray, list[Any]]:
         """``(slots, values)`` of one metadata column over all products (SQLite json_extract)."""

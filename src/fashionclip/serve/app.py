@@ -80,6 +80,7 @@ _MAX_JSON_BYTES = 256 * 1024
 _UPLOAD_PATHS = frozenset({"/api/search/image", "/api/classify"})
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
+    "faults.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "traverse.js": "text/javascript; charset=utf-8",
     "traverse.css": "text/css; charset=utf-8",
@@ -412,9 +413,14 @@ def _add_operation_routes(
     @app.get("/api/facets", tags=["catalog"], response_model=FacetsOut, responses=_ERRORS)
     def facets(
         limit: Annotated[int, Query(ge=1, le=10_000, description="Values per column")] = 100,
+        filters: Annotated[
+            str | None, Query(description="JSON object; counts follow it. " + FILTERS_DOC)
+        ] = None,
     ) -> dict[str, Any]:
-        """Values of each metadata column with product counts, most frequent first."""
-        return {"facets": service.facets(limit)}
+        """Values of each metadata column with product counts, most frequent first. With
+        ``filters``, each column counts the products that the other columns' filters allow
+        (the query text does not narrow a vector search, so counts follow the filters)."""
+        return {"facets": service.facets(limit, _parse_form_filters(filters))}
 
     @app.get(
         "/api/products/{product_id:path}",

@@ -29,8 +29,9 @@ from PIL import Image
 
 from fashionclip.errors import FashionCLIPError, InvalidQueryError
 from fashionclip.index import Catalog, ProductNotFoundError, Query, QueryLimits, SearchResult
-from fashionclip.index.query import FilterValue, check_id
+from fashionclip.index.query import FilterValue, check_filters, check_id
 from fashionclip.models.prompts import check_labels, check_templates
+from fashionclip.serve.weak_match import weak_match_below
 
 T = TypeVar("T")
 
@@ -294,6 +295,8 @@ class SearchService:
         if unknown:
             raise FashionCLIPError(f"key column(s) {unknown} are not catalog columns")
         self.key_columns = list(key_columns)
+        #: Below this best score a text query is a weak match (per model; None: no hint).
+        self.weak_match_below = weak_match_below(model)
 
     # -- description -------------------------------------------------------------------------
 
@@ -324,6 +327,7 @@ class SearchService:
             "title_column": self.title_column,
             "key_columns": self.key_columns,
             "compare": compare,
+            "weak_match_below": self.weak_match_below,
             "limits": {
                 "max_k": self.limits.max_k,
                 "default_k": self.limits.default_k,
@@ -341,11 +345,14 @@ class SearchService:
             status["compare_products"] = len(self._compare.catalog)
         return status
 
-    def facets(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Per column: its most frequent values with counts (``truncated`` if there are more)."""
+    def facets(self, limit: int = 100, filters: Filters | None = None) -> list[dict[str, Any]]:
+        """Per column: its most frequent values with counts (``truncated`` if there are more);
+        with ``filters``, counted over the products the other columns' filters allow."""
         if not 1 <= limit <= 10_000:
             raise InvalidQueryError(f"limit must be in 1..10000, got {limit}")
-        raw = self._primary.catalog.facets(limit=limit + 1)
+        if filters is not None:
+            filters = check_filters(filters, self.limits.query_limits.max_filter_values)
+        raw = self._primary.catalog.facets(limit=limit + 1, filters=filters)
         return [
             {
                 "column": column,

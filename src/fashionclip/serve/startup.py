@@ -41,8 +41,12 @@ def load_serving_state(
     model (``compare_model`` defaults to its recorded model); with only ``compare_model``,
     the compare catalog is built or refreshed in ``<catalog_dir>/compare-<fingerprint>/``.
     """
+    from fashionclip.index.check import require_healthy
     from fashionclip.models import load
 
+    for folder in (catalog_dir, compare_catalog):  # refuse a damaged catalog in one line
+        if folder is not None:
+            require_healthy(folder)
     recorded = Catalog.open(catalog_dir)
     name = model or recorded.model_identity.name
     recorded.close()

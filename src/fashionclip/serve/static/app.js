@@ -181,6 +181,7 @@ function render(data, roundTrip) {
   parts.push(ms(roundTrip) + " round trip");
   $("status").textContent = parts.join(" \u00b7 ");
   $("status").dataset.latency = String(data.took_ms);
+  if (window.fashionclipFaults) window.fashionclipFaults.afterRender(data, state.info); // faults.js
 }
 
 function renderList(list, withHeading) {
