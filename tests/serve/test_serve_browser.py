@@ -295,6 +295,8 @@ def test_url_holds_the_search_and_back_restores_it(server, browser, tmp_path):
     # filters and "similar to" are in the URL too
     page.select_option("#filter-gender", "Women")
     page.wait_for_function("() => location.search.includes('f.gender=Women')")
+    # the URL changes before the filtered results arrive: wait for the new cards
+    page.wait_for_function(f"(prev) => JSON.stringify(({CARD_IDS})()) !== prev", arg=compact(blue))
     clicked = wait_results(page)[0]
     assert by_id[clicked].metadata["gender"] == "Women"
     page.locator(f"#results .card[data-id='{clicked}']").click()
