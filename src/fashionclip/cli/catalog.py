@@ -93,6 +93,37 @@ def _open_for_indexing(args: argparse.Namespace, catalog_dir: Path) -> Catalog:
     return catalog
 
 
+def _index_engine(args: argparse.Namespace) -> Any:
+    """A context giving the engine for ``--engine``: None (here) or a connected RayEngine."""
+    import contextlib
+
+    if args.engine == "local":
+        given = [f"--{n}" for n in ("address", "workers") if getattr(args, n) is not None]
+        given += [
+            f"--ray-num-{n}" for n in ("cpus", "gpus") if getattr(args, f"ray_num_{n}") is not None
+        ]
+        if given:
+            raise FashionCLIPError(f"{', '.join(given)} need --engine ray")
+        return contextlib.nullcontext()
+    from fashionclip.index.distributed import RayEngine, RayOptions
+
+    options = RayOptions(
+        address=args.address,
+        workers=args.workers,
+        num_cpus=1.0 if args.ray_num_cpus is None else args.ray_num_cpus,
+        num_gpus=args.ray_num_gpus or 0.0,
+    )
+    return RayEngine(options, factory=None)
+
+
+def _model_spec(args: argparse.Namespace, name: str) -> Any:
+    """What a Ray worker loads: the driver's model, a local folder made absolute."""
+    from fashionclip.index.distributed import ModelSpec
+
+    path = Path(name).expanduser()
+    return ModelSpec(str(path.resolve()) if path.exists() else name, args.device, args.allow_pickle)
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from fashionclip.data.csvread import print_warnings
     from fashionclip.data.tables import IdSubset, read_catalog_source
@@ -116,16 +147,20 @@ def _cmd_index(args: argparse.Namespace) -> int:
     )
     print_warnings(source.warnings, args.max_warnings)
     catalog_dir = Path(args.catalog)
-    catalog = _open_for_indexing(args, catalog_dir)
-    with catalog:
-        report = catalog.index(
-            source,
-            batch_size=args.batch_size,
-            commit_every=args.commit_every,
-            show_progress=not args.no_progress,
-        )
-        total = len(catalog)
-        ann = catalog.build_ann(show_progress=not args.no_progress) if args.ann else None
+    with _index_engine(args) as engine:
+        catalog = _open_for_indexing(args, catalog_dir)
+        with catalog:
+            if engine is not None:  # the workers load what the driver loaded
+                engine.factory = _model_spec(args, catalog.model_identity.name)
+            report = catalog.index(
+                source,
+                batch_size=args.batch_size,
+                commit_every=args.commit_every,
+                show_progress=not args.no_progress,
+                engine=engine,
+            )
+            total = len(catalog)
+            ann = catalog.build_ann(show_progress=not args.no_progress) if args.ann else None
     if args.json:
         summary = {**report.to_dict(), "catalog_size": total, "warnings": source.warnings}
         if ann is not None:
@@ -253,7 +288,33 @@ def _add_index(commands: Any) -> None:
         help="if the catalog was built with other model weights (e.g. an upgraded default "
         "model), delete it and embed every product again instead of failing",
     )
+    _add_engine_options(index)
     index.set_defaults(handler=_cmd_index)
+
+
+def _add_engine_options(index: argparse.ArgumentParser) -> None:
+    group = index.add_argument_group("engine (embedding beyond one process)")
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: embed in this process; ray: embed on a Ray cluster with Ray Data "
+        "(needs [ray]); the catalog is written here either way",
+    )
+    group.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address HOST:PORT, or 'auto' (default: start a local Ray)",
+    )
+    group.add_argument(
+        "--workers", type=int, default=None, help="Ray actors (default: as many as fit)"
+    )
+    group.add_argument(
+        "--ray-num-cpus", type=float, default=None, help="CPUs per actor (default 1; may be 0.5)"
+    )
+    group.add_argument(
+        "--ray-num-gpus", type=float, default=None, help="GPUs per actor (e.g. 1 on GPU nodes)"
+    )
 
 
 def _add_search(commands: Any) -> None:

@@ -1,0 +1,195 @@
+"""`--engine ray`: Ray Data embeds what the local engine would, into the same catalog format.
+
+One local Ray (2 CPUs, actors at 0.5 CPU each: whole CPUs would leave nothing for the driver)
+is shared by the module; the engine reuses it instead of starting its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray engine needs the [ray] extra (ray[data])")
+
+from fashionclip.cli import main  # noqa: E402
+from fashionclip.data.tables import IdSubset, read_catalog_source  # noqa: E402
+from fashionclip.index import Catalog  # noqa: E402
+from fashionclip.index.distributed import (  # noqa: E402
+    ModelSpec,
+    RayEngine,
+    RayEngineError,
+    RayOptions,
+    one_line,
+    probe,
+)
+from fashionclip.models.loading import default_model_path  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+N_PRODUCTS = 200
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    if ray.is_initialized():  # pragma: no cover - another module left one running
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # The crash-once factory below lives in this test module, which workers cannot import.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.shutdown()
+
+
+class CrashOnce:
+    """Loads the model; the first batch anywhere kills its worker process (a dying node)."""
+
+    def __init__(self, factory: ModelSpec, marker: Path) -> None:
+        self.factory = factory
+        self.marker = marker
+
+    def __call__(self) -> object:
+        return _Crashing(self.factory(), self.marker)
+
+
+class _Crashing:
+    def __init__(self, model: object, marker: Path) -> None:
+        self.model = model
+        self.marker = marker
+        self.identity = model.identity  # type: ignore[attr-defined]
+
+    def try_encode_images(self, images: list[str], batch_size: int = 32) -> object:
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return self.model.try_encode_images(images, batch_size=batch_size)  # type: ignore[attr-defined]
+        os._exit(1)
+
+
+def _records(kagl_dir: Path, tmp_path: Path) -> list:
+    source = read_catalog_source(
+        kagl_dir / "styles.csv",
+        subset=IdSubset(kagl_dir / "splits.csv", "split", "test"),
+        limit=N_PRODUCTS,
+    )
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    first = source.records[0]
+    broken = type(first)("broken-1", bad, dict(first.metadata))
+    return [*source.records, broken]
+
+
+@pytest.mark.skipif(default_model_path() is None, reason="the default model is not installed")
+def test_ray_engine_matches_local_despite_a_dying_worker(local_ray, kagl_dir, tmp_path):
+    import fashionclip
+
+    records = _records(kagl_dir, tmp_path)
+    model = fashionclip.load()  # what `fashionclip index` loads; the actors load the same
+    with Catalog.create(tmp_path / "local", model) as local:
+        local_report = local.index(records, commit_every=64)
+        local_ids, local_vectors = local.ids(), np.stack([local.vector(i) for i in local.ids()])
+
+    factory = CrashOnce(ModelSpec(None), tmp_path / "crashed")
+    options = RayOptions(workers=2, num_cpus=0.5)
+    with RayEngine(options, factory) as engine, Catalog.create(tmp_path / "ray", model) as cat:
+        report = cat.index(records, commit_every=64, engine=engine)
+        ids, vectors = cat.ids(), np.stack([cat.vector(i) for i in cat.ids()])
+    assert (tmp_path / "crashed").exists(), "no worker was killed: the retry went untested"
+
+    assert len(ids) == N_PRODUCTS and ids == local_ids  # same products, same slot order
+    cosine = np.sum(vectors * local_vectors, axis=1)
+    assert cosine.min() >= 0.9999, f"min cosine {cosine.min()}"
+    assert (report.added, report.failed, report.embedded) == (N_PRODUCTS, 1, N_PRODUCTS)
+    assert [f.id for f in report.failures] == [f.id for f in local_report.failures] == ["broken-1"]
+    assert report.failures[0].reason == local_report.failures[0].reason
+    files = sorted(p.name for p in (tmp_path / "ray").rglob("*") if p.is_file())
+    local_files = sorted(p.name for p in (tmp_path / "local").rglob("*") if p.is_file())
+    assert files == local_files and "catalog.sqlite" in files
+
+
+def test_interrupted_ray_run_resumes_from_committed_batches(
+    local_ray, tiny_clip_dir, product_images, tmp_path, monkeypatch
+):
+    import fashionclip
+    from fashionclip.index import indexer
+
+    records = [
+        indexer.ProductRecord(f"p{i}", path, {"n": i}) for i, path in enumerate(product_images)
+    ]
+    model = fashionclip.load(tiny_clip_dir)
+    calls = []
+    real_commit = indexer.Writer.commit
+
+    def commit_then_die(self: indexer.Writer) -> None:
+        real_commit(self)
+        calls.append(1)
+        if len(calls) == 2:  # the driver dies after two committed batches
+            raise KeyboardInterrupt
+
+    engine = RayEngine(RayOptions(workers=1, num_cpus=0.5), ModelSpec(str(tiny_clip_dir)))
+    with engine, Catalog.create(tmp_path / "cat", model) as cat:
+        monkeypatch.setattr(indexer.Writer, "commit", commit_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            cat.index(records, batch_size=1, commit_every=1, engine=engine)
+        assert len(cat) == 2
+        monkeypatch.setattr(indexer.Writer, "commit", real_commit)
+        report = cat.index(records, batch_size=1, commit_every=1, engine=engine)
+    assert (report.unchanged, report.added) == (2, 2)
+    saved = json.loads((tmp_path / "cat" / "index-report.json").read_text())
+    assert saved["added"] == 2
+
+
+def test_unreachable_cluster_is_one_line_exit_2(tmp_path, product_images, capsys):
+    code = main(
+        [
+            "index",
+            str(product_images[0].parent),
+            "--catalog",
+            str(tmp_path / "cat"),
+            "--engine",
+            "ray",
+            "--address",
+            "127.0.0.1:1",
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.splitlines() == [
+        f"fashionclip index: error: cannot reach the Ray cluster at 127.0.0.1:1: {err.split(': ')[-1]}"
+    ]
+    assert "Traceback" not in err and not (tmp_path / "cat").exists()
+
+
+def test_ray_options_need_the_ray_engine(tmp_path, product_images, capsys):
+    args = ["index", str(product_images[0].parent), "--catalog", str(tmp_path / "c")]
+    assert main([*args, "--workers", "2"]) == 2
+    assert "--workers need --engine ray" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", ["nonsense", "host:", ":80", "ray://h:x"])
+def test_malformed_address(address):
+    with pytest.raises(RayEngineError, match="HOST:PORT"):
+        probe(address)
+
+
+def test_bad_options():
+    with pytest.raises(RayEngineError):
+        RayOptions(workers=0)
+    with pytest.raises(RayEngineError):
+        RayOptions(num_cpus=0)
+
+
+def test_one_line_unwraps_causes():
+    try:
+        try:
+            raise RayEngineError("model folder not found: /x\nsecond line")
+        except RayEngineError as inner:
+            raise RuntimeError("wrapped\nby ray") from inner
+    except RuntimeError as outer:
+        assert one_line(outer) == "model folder not found: /x"
+    assert one_line(ValueError("")) == "ValueError: ValueError"
