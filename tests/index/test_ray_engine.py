@@ -111,16 +111,19 @@ def test_ray_engine_matches_local_despite_a_dying_worker(local_ray, kagl_dir, tm
     assert files == local_files and "catalog.sqlite" in files
 
 
-def test_interrupted_ray_run_resumes_from_committed_batches(
-    local_ray, tiny_clip_dir, product_images, tmp_path, monkeypatch
+def test_streamed_parquet_run_resumes_after_the_driver_dies(
+    local_ray, tiny_clip_dir, product_images, tmp_path, monkeypatch, capsys
 ):
-    import fashionclip
+    """`index --engine ray` on Parquet: chunks of 2 rows; killed after 2 commits; rerun."""
+    import pandas as pd
+
+    from fashionclip.data import chunks
     from fashionclip.index import indexer
 
-    records = [
-        indexer.ProductRecord(f"p{i}", path, {"n": i}) for i, path in enumerate(product_images)
-    ]
-    model = fashionclip.load(tiny_clip_dir)
+    table = tmp_path / "products.parquet"
+    ids = [f"p{i}" for i in range(len(product_images))]
+    pd.DataFrame({"id": ids, "image": [str(p) for p in product_images]}).to_parquet(table)
+    monkeypatch.setattr(chunks, "DEFAULT_CHUNK_ROWS", 2)
     calls = []
     real_commit = indexer.Writer.commit
 
@@ -130,17 +133,39 @@ def test_interrupted_ray_run_resumes_from_committed_batches(
         if len(calls) == 2:  # the driver dies after two committed batches
             raise KeyboardInterrupt
 
-    engine = RayEngine(RayOptions(workers=1, num_cpus=0.5), ModelSpec(str(tiny_clip_dir)))
-    with engine, Catalog.create(tmp_path / "cat", model) as cat:
-        monkeypatch.setattr(indexer.Writer, "commit", commit_then_die)
-        with pytest.raises(KeyboardInterrupt):
-            cat.index(records, batch_size=1, commit_every=1, engine=engine)
-        assert len(cat) == 2
-        monkeypatch.setattr(indexer.Writer, "commit", real_commit)
-        report = cat.index(records, batch_size=1, commit_every=1, engine=engine)
-    assert (report.unchanged, report.added) == (2, 2)
+    args = [
+        "index",
+        str(table),
+        "--image-column",
+        "image",
+        "--catalog",
+        str(tmp_path / "cat"),
+        "--model",
+        str(tiny_clip_dir),
+        "--engine",
+        "ray",
+        "--workers",
+        "1",
+        "--ray-num-cpus",
+        "0.5",
+        "--batch-size",
+        "1",
+        "--commit-every",
+        "1",
+        "--no-progress",
+        "--json",
+    ]
+    monkeypatch.setattr(indexer.Writer, "commit", commit_then_die)
+    assert main(args) == 130
     saved = json.loads((tmp_path / "cat" / "index-report.json").read_text())
-    assert saved["added"] == 2
+    assert saved["interrupted"] is True and saved["added"] == 2
+    capsys.readouterr()
+    monkeypatch.setattr(indexer.Writer, "commit", real_commit)
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["unchanged"], summary["added"], summary["catalog_size"]) == (2, 2, 4)
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert cat.ids() == ids
 
 
 def test_unreachable_cluster_is_one_line_exit_2(tmp_path, product_images, capsys):

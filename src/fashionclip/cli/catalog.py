@@ -125,6 +125,7 @@ def _model_spec(args: argparse.Namespace, name: str) -> Any:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
+    from fashionclip.data.chunks import is_streamable, iter_catalog_chunks
     from fashionclip.data.csvread import print_warnings
     from fashionclip.data.tables import IdSubset, read_catalog_source
     from fashionclip.index.store import REPORT_NAME
@@ -136,8 +137,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if args.ids_file
         else None
     )
-    source = read_catalog_source(
-        args.source,
+    read_options: dict[str, Any] = dict(
         id_column=args.id_column,
         image_column=args.image_column,
         image_template=args.image_template,
@@ -145,24 +145,41 @@ def _cmd_index(args: argparse.Namespace) -> int:
         limit=args.limit,
         encoding=args.encoding,
     )
-    print_warnings(source.warnings, args.max_warnings)
+    warnings: list[str] = []
+
+    def warn(new: Sequence[str]) -> None:
+        print_warnings(new, args.max_warnings)
+        warnings.extend(new)
+
+    # The Ray engine streams a Parquet table in chunks; otherwise the table is read whole.
+    streamed = args.engine == "ray" and is_streamable(args.source)
+    source = None if streamed else read_catalog_source(args.source, **read_options)
+    if source is not None:
+        warn(source.warnings)
     catalog_dir = Path(args.catalog)
+    index_options = dict(
+        batch_size=args.batch_size,
+        commit_every=args.commit_every,
+        show_progress=not args.no_progress,
+    )
     with _index_engine(args) as engine:
         catalog = _open_for_indexing(args, catalog_dir)
         with catalog:
             if engine is not None:  # the workers load what the driver loaded
                 engine.factory = _model_spec(args, catalog.model_identity.name)
-            report = catalog.index(
-                source,
-                batch_size=args.batch_size,
-                commit_every=args.commit_every,
-                show_progress=not args.no_progress,
-                engine=engine,
-            )
+            if source is not None:
+                report = catalog.index(source, engine=engine, **index_options)
+            else:
+                from fashionclip.index.chunked import index_chunks
+
+                chunks = iter_catalog_chunks(args.source, **read_options)
+                report = index_chunks(
+                    catalog, chunks, on_warnings=warn, engine=engine, **index_options
+                )
             total = len(catalog)
             ann = catalog.build_ann(show_progress=not args.no_progress) if args.ann else None
     if args.json:
-        summary = {**report.to_dict(), "catalog_size": total, "warnings": source.warnings}
+        summary = {**report.to_dict(), "catalog_size": total, "warnings": warnings}
         if ann is not None:
             summary["ann"] = ann.to_meta()
         print_json(summary)

@@ -202,6 +202,7 @@ class RayEngine:
         if not ray.is_initialized():
             self._connect(ray)
             self.started = True
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress and errors
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # same slot order as the local engine
         context.enable_progress_bars = False  # the indexer has its own
@@ -217,7 +218,6 @@ class RayEngine:
     def _connect(self, ray: Any) -> None:
         options = self.options
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         try:
             if options.address:
                 ray.init(address=options.address, **quiet)
