@@ -18,8 +18,10 @@ ray = pytest.importorskip("ray", reason="the Ray engine needs the [ray] extra (r
 
 from fashionclip.cli import main  # noqa: E402
 from fashionclip.data.tables import IdSubset, read_catalog_source  # noqa: E402
+from fashionclip.errors import ModelMismatchError  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.index.distributed import (  # noqa: E402
+    EmbedActor,
     ModelSpec,
     RayEngine,
     RayEngineError,
@@ -218,3 +220,20 @@ def test_one_line_unwraps_causes():
     except RuntimeError as outer:
         assert one_line(outer) == "model folder not found: /x"
     assert one_line(ValueError("")) == "ValueError: ValueError"
+
+
+def test_actor_rows_and_failures(fake_model, tmp_path):
+    good, bad = tmp_path / "good.bin", tmp_path / "bad.bin"
+    good.write_bytes(b"pixels")
+    bad.write_bytes(b"bad pixels")
+    model = fake_model(dim=4)
+    actor = EmbedActor(lambda: model, fingerprint="f")
+    out = actor({"pos": np.array([7, 8]), "image": np.array([str(bad), str(good)])})
+    assert out["pos"].tolist() == [7, 8] and list(out["error"]) == ["not an image", ""]
+    np.testing.assert_array_equal(out["vector"][0], np.zeros(4, np.float32))
+    np.testing.assert_array_equal(out["vector"][1], model.encode_images(good))
+
+
+def test_actor_refuses_other_weights(fake_model):
+    with pytest.raises(ModelMismatchError, match="other model weights"):
+        EmbedActor(lambda: fake_model(), fingerprint="the driver's")
