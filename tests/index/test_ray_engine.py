@@ -220,6 +220,12 @@ def test_one_line_unwraps_causes():
     except RuntimeError as outer:
         assert one_line(outer) == "model folder not found: /x"
     assert one_line(ValueError("")) == "ValueError: ValueError"
+    # what ray.init raises for a port that answers but is no Ray head (seen here: a proxy)
+    gcs = RuntimeError(
+        "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+        '  File "x.py", line 1\nTimeoutError: boom'
+    )
+    assert one_line(gcs) == "RuntimeError: Failed to connect to GCS."
 
 
 def test_actor_rows_and_failures(fake_model, tmp_path):

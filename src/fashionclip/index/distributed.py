@@ -18,8 +18,10 @@ run out, the run stops with a one-line error and keeps its committed batches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import socket
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -150,6 +152,19 @@ def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         raise RayEngineError(f"cannot reach the Ray cluster at {address}: {reason}") from None
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the duration (native code writes there directly)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -173,8 +188,10 @@ def one_line(exc: BaseException) -> str:
         if not isinstance(nxt, BaseException):
             break
         inner = nxt
-    text = str(inner).strip().splitlines()
+    text = str(inner).split("Traceback (most recent call last)")[0].strip().splitlines()
     message = next((line.strip() for line in text if line.strip()), type(inner).__name__)
+    message = message.rstrip(" :")
+    message = re.sub(r"\s*Last connection error$", "", message)
     return message if isinstance(inner, FashionCLIPError) else f"{type(inner).__name__}: {message}"
 
 
@@ -219,19 +236,21 @@ class RayEngine:
         options = self.options
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
         try:
-            if options.address:
-                ray.init(address=options.address, **quiet)
-            else:
-                ray.init(
-                    num_cpus=options.local_cpus or os.cpu_count() or 1,
-                    include_dashboard=False,
-                    **quiet,
-                )
-        except FashionCLIPError:
-            raise
+            with _quiet_stderr():  # Ray's C++ client logs a line a second while it retries
+                if options.address:
+                    ray.init(address=options.address, **quiet)
+                else:
+                    ray.init(
+                        num_cpus=options.local_cpus or os.cpu_count() or 1,
+                        include_dashboard=False,
+                        **quiet,
+                    )
         except Exception as exc:  # ray raises ConnectionError, RuntimeError, ...
-            where = options.address or "a local Ray"
-            raise RayEngineError(f"cannot start Ray ({where}): {one_line(exc)}") from None
+            if options.address:
+                raise RayEngineError(
+                    f"cannot connect to the Ray cluster at {options.address}: {one_line(exc)}"
+                ) from None
+            raise RayEngineError(f"cannot start a local Ray: {one_line(exc)}") from None
 
     def pool_size(self) -> int:
         """Actors to start: ``workers``, or as many as the cluster's resources hold."""
