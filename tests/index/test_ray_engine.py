@@ -219,13 +219,28 @@ def test_one_line_unwraps_causes():
             raise RuntimeError("wrapped\nby ray") from inner
     except RuntimeError as outer:
         assert one_line(outer) == "model folder not found: /x"
-    assert one_line(ValueError("")) == "ValueError: ValueError"
+    assert one_line(ValueError("")) == "ValueError"
+    try:  # Ray Data: the actor's error raised from an empty SystemException
+        raise RuntimeError("actor died\nTraceback (most recent call last):\nOSError: disk") from (
+            ValueError()
+        )
+    except RuntimeError as exc:
+        assert one_line(exc) == "OSError: disk"
     # what ray.init raises for a port that answers but is no Ray head (seen here: a proxy)
     gcs = RuntimeError(
         "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
         '  File "x.py", line 1\nTimeoutError: boom'
     )
-    assert one_line(gcs) == "RuntimeError: Failed to connect to GCS."
+    assert one_line(gcs) == "TimeoutError: boom"
+    assert one_line(RuntimeError("Failed to connect to GCS. Last connection error: ")) == (
+        "RuntimeError: Failed to connect to GCS."
+    )
+    died = RuntimeError(
+        "The actor died because of an error raised in its creation task, \x1b[36mray::M\n"
+        "  File ...\n"
+        "fashionclip.errors.ModelNotFoundError: model folder not found: /m"
+    )
+    assert one_line(died) == "ModelNotFoundError: model folder not found: /m"
 
 
 def test_actor_rows_and_failures(fake_model, tmp_path):

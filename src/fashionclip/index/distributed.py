@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,34 @@ def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         raise RayEngineError(f"cannot reach the Ray cluster at {address}: {reason}") from None
 
 
+def _errors_to_stderr() -> Callable[[], None]:
+    """Make Ray print its cluster error messages as first lines on stderr; returns an undo.
+
+    Ray prints them (a retried task, with the remote traceback) on *stdout*, which would break
+    ``--json`` output. Private Ray API, so only patched where it is found.
+    """
+    import ray._private.worker as ray_worker
+
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None:  # pragma: no cover - another Ray version
+        return lambda: None
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet" or data.get("is_err"):
+            return original(data, ignore_prefix)
+        for message in data.get("lines", []):
+            first = str(message).split("Error: Traceback")[0].strip().splitlines()
+            if first:
+                print(f"ray: {first[0]}", file=sys.stderr)
+
+    ray_worker.print_to_stdstream = to_stderr
+
+    def undo() -> None:
+        ray_worker.print_to_stdstream = original
+
+    return undo
+
+
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """File descriptor 2 to /dev/null for the duration (native code writes there directly)."""
@@ -176,23 +205,39 @@ def _import_ray() -> Any:
     return ray
 
 
+#: The exception line ending a traceback: ``pkg.mod.SomeError: message``.
+_RAISED = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Interrupt)\b.*)$", re.MULTILINE)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes (Ray's ``cause`` attribute, then ``__cause__``), outermost first."""
+    chain: list[BaseException] = []
+    inner: BaseException | None = exc
+    while isinstance(inner, BaseException) and all(inner is not e for e in chain):
+        chain.append(inner)
+        inner = getattr(inner, "cause", None) or inner.__cause__
+    return chain
+
+
 def one_line(exc: BaseException) -> str:
-    """The innermost reason of a (Ray-wrapped) error, on one line."""
-    seen: set[int] = set()
-    inner: BaseException = exc
-    while id(inner) not in seen:
-        seen.add(id(inner))
-        if isinstance(inner, FashionCLIPError):
-            break
-        nxt = getattr(inner, "cause", None) or inner.__cause__
-        if not isinstance(nxt, BaseException):
-            break
-        inner = nxt
-    text = str(inner).split("Traceback (most recent call last)")[0].strip().splitlines()
-    message = next((line.strip() for line in text if line.strip()), type(inner).__name__)
-    message = message.rstrip(" :")
-    message = re.sub(r"\s*Last connection error$", "", message)
-    return message if isinstance(inner, FashionCLIPError) else f"{type(inner).__name__}: {message}"
+    """The most telling reason of a (Ray-wrapped) error, on one line.
+
+    Our own errors win; then the last exception of a remote traceback carried as text (an
+    actor's failed ``__init__``); then the first non-empty message in the chain.
+    """
+    chain = _chain(exc)
+    ours = [e for e in chain if isinstance(e, FashionCLIPError)]
+    for error in ours or chain:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Ray colours its messages
+        raised = [m.group(1) for m in _RAISED.finditer(text.partition("\n")[2])]
+        if raised:  # a remote traceback below the first line: its last exception
+            return raised[-1].strip()
+        head = text.partition("Traceback (most recent call last)")[0]
+        lines = [line.strip() for line in head.strip().splitlines() if line.strip()]
+        if lines:
+            message = re.sub(r"[\s:]*(Last connection error)?[\s:]*$", "", lines[0])
+            return message if ours else f"{type(error).__name__}: {message}"
+    return type(exc).__name__
 
 
 class RayEngine:
@@ -207,6 +252,7 @@ class RayEngine:
         self.options = options
         self.factory = factory
         self.started = False
+        self._restore_printer: Callable[[], None] = lambda: None
 
     @property
     def window(self) -> int:
@@ -214,18 +260,21 @@ class RayEngine:
 
     def __enter__(self) -> RayEngine:
         ray = _import_ray()
+        self._restore_printer = _errors_to_stderr()
         if self.options.address:
             probe(self.options.address)
         if not ray.is_initialized():
             self._connect(ray)
             self.started = True
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress and errors
+        # Ray Data logs a failed run with its stack trace; the run's error says it in one line.
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # same slot order as the local engine
         context.enable_progress_bars = False  # the indexer has its own
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._restore_printer()
         if self.started:
             import ray
 
