@@ -253,6 +253,7 @@ class RayEngine:
         self.factory = factory
         self.started = False
         self._restore_printer: Callable[[], None] = lambda: None
+        self._log_level = logging.NOTSET
 
     @property
     def window(self) -> int:
@@ -260,14 +261,16 @@ class RayEngine:
 
     def __enter__(self) -> RayEngine:
         ray = _import_ray()
-        self._restore_printer = _errors_to_stderr()
         if self.options.address:
             probe(self.options.address)
         if not ray.is_initialized():
             self._connect(ray)
             self.started = True
+        self._restore_printer = _errors_to_stderr()
         # Ray Data logs a failed run with its stack trace; the run's error says it in one line.
-        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+        data_logger = logging.getLogger("ray.data")
+        self._log_level = data_logger.level
+        data_logger.setLevel(logging.CRITICAL)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # same slot order as the local engine
         context.enable_progress_bars = False  # the indexer has its own
@@ -275,6 +278,7 @@ class RayEngine:
 
     def __exit__(self, *exc: object) -> None:
         self._restore_printer()
+        logging.getLogger("ray.data").setLevel(self._log_level)
         if self.started:
             import ray
 
