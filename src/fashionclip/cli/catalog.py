@@ -94,7 +94,39 @@ def _open_for_indexing(args: argparse.Namespace, catalog_dir: Path) -> Catalog:
     return catalog
 
 
+def _index_engine(args: argparse.Namespace) -> Any:
+    """A context giving the engine for ``--engine``: None (here) or a connected RayEngine."""
+    import contextlib
+
+    if args.engine == "local":
+        given = [f"--{n}" for n in ("address", "workers") if getattr(args, n) is not None]
+        given += [
+            f"--ray-num-{n}" for n in ("cpus", "gpus") if getattr(args, f"ray_num_{n}") is not None
+        ]
+        if given:
+            raise FashionCLIPError(f"{', '.join(given)} need --engine ray")
+        return contextlib.nullcontext()
+    from fashionclip.index.distributed import RayEngine, RayOptions
+
+    options = RayOptions(
+        address=args.address,
+        workers=args.workers,
+        num_cpus=1.0 if args.ray_num_cpus is None else args.ray_num_cpus,
+        num_gpus=args.ray_num_gpus or 0.0,
+    )
+    return RayEngine(options, factory=None)
+
+
+def _model_spec(args: argparse.Namespace, name: str) -> Any:
+    """What a Ray worker loads: the driver's model, a local folder made absolute."""
+    from fashionclip.index.distributed import ModelSpec
+
+    path = Path(name).expanduser()
+    return ModelSpec(str(path.resolve()) if path.exists() else name, args.device, args.allow_pickle)
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
+    from fashionclip.data.chunks import is_streamable, iter_catalog_chunks
     from fashionclip.data.csvread import print_warnings
     from fashionclip.data.tables import IdSubset, read_catalog_source
     from fashionclip.index.store import REPORT_NAME
@@ -106,8 +138,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if args.ids_file
         else None
     )
-    source = read_catalog_source(
-        args.source,
+    read_options: dict[str, Any] = dict(
         id_column=args.id_column,
         image_column=args.image_column,
         image_template=args.image_template,
@@ -115,22 +146,45 @@ def _cmd_index(args: argparse.Namespace) -> int:
         limit=args.limit,
         encoding=args.encoding,
     )
-    print_warnings(source.warnings, args.max_warnings)
+    warnings: list[str] = []
+
+    def warn(new: Sequence[str]) -> None:
+        print_warnings(new, args.max_warnings)
+        warnings.extend(new)
+
+    # The Ray engine streams a Parquet table in chunks; otherwise the table is read whole.
+    streamed = args.engine == "ray" and is_streamable(args.source)
+    source = None if streamed else read_catalog_source(args.source, **read_options)
+    if source is not None:
+        warn(source.warnings)
     catalog_dir = Path(args.catalog)
+    index_options = dict(
+        batch_size=args.batch_size,
+        commit_every=args.commit_every,
+        show_progress=not args.no_progress,
+    )
     catalog_dir.mkdir(parents=True, exist_ok=True)
-    with writer_lock(catalog_dir, wait=args.wait, action="indexing"):  # one writer at a time
+    with (
+        writer_lock(catalog_dir, wait=args.wait, action="indexing"),  # one writer at a time
+        _index_engine(args) as engine,
+    ):
         catalog = _open_for_indexing(args, catalog_dir)
         with catalog:
-            report = catalog.index(
-                source,
-                batch_size=args.batch_size,
-                commit_every=args.commit_every,
-                show_progress=not args.no_progress,
-            )
+            if engine is not None:  # the workers load what the driver loaded
+                engine.factory = _model_spec(args, catalog.model_identity.name)
+            if source is not None:
+                report = catalog.index(source, engine=engine, **index_options)
+            else:
+                from fashionclip.index.chunked import index_chunks
+
+                chunks = iter_catalog_chunks(args.source, **read_options)
+                report = index_chunks(
+                    catalog, chunks, on_warnings=warn, engine=engine, **index_options
+                )
             total = len(catalog)
             ann = catalog.build_ann(show_progress=not args.no_progress) if args.ann else None
     if args.json:
-        summary = {**report.to_dict(), "catalog_size": total, "warnings": source.warnings}
+        summary = {**report.to_dict(), "catalog_size": total, "warnings": warnings}
         if ann is not None:
             summary["ann"] = ann.to_meta()
         print_json(summary)
@@ -261,7 +315,33 @@ def _add_index(commands: Any) -> None:
         help="if the catalog was built with other model weights (e.g. an upgraded default "
         "model), delete it and embed every product again instead of failing",
     )
+    _add_engine_options(index)
     index.set_defaults(handler=_cmd_index)
+
+
+def _add_engine_options(index: argparse.ArgumentParser) -> None:
+    group = index.add_argument_group("engine (embedding beyond one process)")
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: embed in this process; ray: embed on a Ray cluster with Ray Data "
+        "(needs [ray]); the catalog is written here either way",
+    )
+    group.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address HOST:PORT, or 'auto' (default: start a local Ray)",
+    )
+    group.add_argument(
+        "--workers", type=int, default=None, help="Ray actors (default: as many as fit)"
+    )
+    group.add_argument(
+        "--ray-num-cpus", type=float, default=None, help="CPUs per actor (default 1; may be 0.5)"
+    )
+    group.add_argument(
+        "--ray-num-gpus", type=float, default=None, help="GPUs per actor (e.g. 1 on GPU nodes)"
+    )
 
 
 def _add_search(commands: Any) -> None:

@@ -215,6 +215,28 @@ def read_table(
     if image_column and image_template:
         raise CatalogSourceError("give either an image column or an image template, not both")
     header, rows, warnings = _read_rows(table, extra_fields, encoding)
+    return source_from_rows(
+        table, header, rows, warnings, id_column, image_column, image_template, image_root
+    )
+
+
+def source_from_rows(
+    table: Path,
+    header: list[str],
+    rows: Sequence[tuple[int, Sequence[object]]],
+    warnings: list[str],
+    id_column: str = "id",
+    image_column: str | None = None,
+    image_template: str | None = None,
+    image_root: Path | str | None = None,
+    seen: dict[str, int] | None = None,
+) -> CatalogSource:
+    """Products of ``(line, cells)`` rows of ``table`` (all of it, or one chunk of it).
+
+    ``seen`` (id -> first line) carries duplicate detection across the chunks of one table
+    (:mod:`fashionclip.data.chunks`). Parquet cells keep their types; CSV columns are typed
+    from the rows given.
+    """
     if id_column not in header:
         raise CatalogSourceError(
             f"{table} has no id column {id_column!r} (columns: {', '.join(header)}); "
@@ -240,7 +262,7 @@ def read_table(
         }
     id_pos = header.index(id_column)
     records: list[ProductRecord] = []
-    seen: dict[str, int] = {}
+    seen = {} if seen is None else seen
     duplicates = 0
     for line_no, row in rows:
         raw_id = row[id_pos]

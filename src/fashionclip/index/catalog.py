@@ -318,6 +318,7 @@ class Catalog:
         commit_every: int = 1024,
         show_progress: bool = False,
         write_report: bool = True,
+        engine: Any = None,
     ) -> IndexReport:
         """Add or update products, embedding only new ids and changed images.
 
@@ -327,7 +328,7 @@ class Catalog:
         image is bad keeps its old vector). Every ``commit_every`` embedded images form a
         committed segment, so an interrupted run keeps its finished batches; at the end the
         run's segments are merged into one. The report (with seconds per stage in
-        ``timings``) is also written to ``<catalog>/index-report.json``.
+        ``timings``) is also written to ``<catalog>/index-report.json``. ``engine``: Indexer's.
         """
         model = self._require_model("index images")
         self.snapshot()  # a damaged catalog is refused before anything is embedded
@@ -363,6 +364,7 @@ class Catalog:
             batch_size=batch_size,
             commit_every=commit_every,
             progress=bar,
+            engine=engine,
         )
         started = time.perf_counter()
         try:

@@ -123,8 +123,22 @@ class Reader:
         return None
 
 
+class EmbedResult(NamedTuple):
+    """One answer of an embedder: unit rows, their product rows, failures, items consumed."""
+
+    vectors: np.ndarray
+    rows: list[ProductRow]
+    updates: list[bool]
+    failures: list[IndexFailure]
+    done: int
+
+
 class Embedder:
-    """Runs the model over images and returns unit rows, ready for the writer."""
+    """Runs the model over images and returns unit rows, ready for the writer.
+
+    Another engine (:mod:`fashionclip.index.distributed`) subclasses it and overrides
+    :meth:`embed_stream`; the reader and the writer stay the same.
+    """
 
     def __init__(self, model: Any, embedding_dim: int, batch_size: int) -> None:
         self.model = model
@@ -138,14 +152,29 @@ class Embedder:
         encoding = self.model.try_encode_images(
             [str(item.record.image) for item in batch], batch_size=self.batch_size
         )
-        vectors = normalise_rows(np.asarray(encoding.embeddings, dtype=np.float32))
+        failed = [(f.index, f.reason) for f in encoding.failures]
+        return self.assemble(batch, encoding.embeddings, encoding.ok_indices, failed)
+
+    def embed_stream(self, batch: Sequence[_ToEmbed]) -> Iterator[EmbedResult]:
+        """Results for ``batch`` as they come: here one, another engine may yield several."""
+        yield EmbedResult(*self.embed(batch), len(batch))
+
+    def assemble(
+        self,
+        batch: Sequence[_ToEmbed],
+        embeddings: Any,
+        ok_indices: Sequence[int],
+        failed: Sequence[tuple[int, str]],
+    ) -> tuple[np.ndarray, list[ProductRow], list[bool], list[IndexFailure]]:
+        """Writer-ready output from a model's answer: unit rows for ``batch[ok_indices]``."""
+        vectors = normalise_rows(np.asarray(embeddings, dtype=np.float32))
         if len(vectors) and vectors.shape[1] != self.embedding_dim:
             raise CatalogFormatError(
                 f"the model returned {vectors.shape[1]}-d embeddings; the catalog holds "
                 f"{self.embedding_dim}-d ones"
             )
         rows, updates = [], []
-        for index in encoding.ok_indices:
+        for index in ok_indices:
             record, digest, is_update = batch[index]
             meta_json = json.dumps(record.metadata, ensure_ascii=False)
             rows.append(
@@ -153,8 +182,8 @@ class Embedder:
             )
             updates.append(is_update)
         failures = [
-            IndexFailure(batch[f.index].record.id, str(batch[f.index].record.image), f.reason)
-            for f in encoding.failures
+            IndexFailure(batch[index].record.id, str(batch[index].record.image), reason)
+            for index, reason in failed
         ]
         return vectors, rows, updates, failures
 
@@ -217,15 +246,25 @@ class Indexer:
         batch_size: int = 32,
         commit_every: int = 1024,
         progress: Any = None,
+        engine: Any = None,
     ) -> None:
         self.store = store
         self.report = report
-        self.embedder = Embedder(model, embedding_dim, batch_size)
+        # engine: None embeds here; else an object with ``embedder(model, dim, batch_size)``
+        # and ``window`` (e.g. fashionclip.index.distributed.RayEngine).
+        self.embedder = (
+            engine.embedder(model, embedding_dim, batch_size)
+            if engine is not None
+            else Embedder(model, embedding_dim, batch_size)
+        )
         self.writer = Writer(store, report)
         self.commit_every = commit_every
         # Images handed to the model per call: several batches, so that it can decode the
         # next batch while it encodes one, yet small enough for a lively progress bar.
-        self.embed_chunk = min(commit_every, max(batch_size, 256))
+        # Another engine streams a bigger window through its workers (embed_stream).
+        self.embed_chunk = (
+            engine.window if engine is not None else min(commit_every, max(batch_size, 256))
+        )
         self.pending: list[_ToEmbed] = []
         self.progress = progress
 
@@ -266,13 +305,17 @@ class Indexer:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        with self._stage("embed"):
-            vectors, rows, updates, failures = self.embedder.embed(batch)
-        self.writer.add(vectors, rows, updates)
-        self.report.failures.extend(failures)
-        self._advance(len(batch))
-        if len(self.writer.rows) >= self.commit_every:
-            self._commit()
+        results = self.embedder.embed_stream(batch)
+        while True:
+            with self._stage("embed"):
+                result = next(results, None)
+            if result is None:
+                break
+            self.writer.add(result.vectors, result.rows, result.updates)
+            self.report.failures.extend(result.failures)
+            self._advance(result.done)
+            if len(self.writer.rows) >= self.commit_every:
+                self._commit()
 
     def _commit(self) -> None:
         with self._stage("write"):
