@@ -163,13 +163,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
         commit_every=args.commit_every,
         show_progress=not args.no_progress,
     )
-    catalog_dir.mkdir(parents=True, exist_ok=True)
-    with (
-        writer_lock(catalog_dir, wait=args.wait, action="indexing"),  # one writer at a time
-        _index_engine(args) as engine,
-    ):
-        catalog = _open_for_indexing(args, catalog_dir)
-        with catalog:
+    with _index_engine(args) as engine:  # a Ray cluster is reached before anything is written
+        catalog_dir.mkdir(parents=True, exist_ok=True)
+        lock = writer_lock(catalog_dir, wait=args.wait, action="indexing")  # one writer
+        with lock, _open_for_indexing(args, catalog_dir) as catalog:
             if engine is not None:  # the workers load what the driver loaded
                 engine.factory = _model_spec(args, catalog.model_identity.name)
             if source is not None:
