@@ -28,6 +28,7 @@ from fashionclip.errors import FashionCLIPError, ModelMismatchError
 from fashionclip.index import filters as filtering
 from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex, backend_class
 from fashionclip.index.backends.exact import GATHER_FRACTION
+from fashionclip.index.hybrid import HybridSearch, compose_vector, ranking
 from fashionclip.index.indexer import Indexer, IndexReport
 from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
 from fashionclip.index.query import (
@@ -58,6 +59,7 @@ from fashionclip.index.types import (
     CompactReport,
     ProductNotFoundError,
     SearchResult,
+    SearchResults,
 )
 from fashionclip.utils import normalise_rows
 
@@ -78,6 +80,7 @@ class Catalog:
         self._exact = ExactIndex(identity.embedding_dim)
         self._ann: tuple[str, VectorIndex] | None = None  # (file name, loaded index)
         self._ann_lock = threading.Lock()
+        self.hybrid = HybridSearch(store)  # keyword index, query understanding, fusion weights
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -464,7 +467,9 @@ class Catalog:
         like: str | None = None,
         vector: np.ndarray | Sequence[float] | None = None,
         exact: bool | None = None,
-    ) -> list[SearchResult]:
+        text: str | None = None,
+        mode: str | None = None,
+    ) -> SearchResults:
         """The ``k`` products most similar to a query, best first.
 
         ``query`` is a text (``str``), an image (``pathlib.Path``, bytes, PIL image) or a
@@ -477,8 +482,12 @@ class Catalog:
         ``exact=None``, unfiltered and broadly filtered queries use it (scores stay exact,
         recall is approximate). ``exact=True`` forces the exact scan; ``exact=False``
         requires the ANN index. Same as ``run(Query(...))``.
+
+        ``mode``: "vector", "keyword" or "hybrid" (None: hybrid for text, see
+        :mod:`.hybrid`). ``text=`` with ``like=`` or an image composes them ("like 4025, but
+        red"). The result is a list with ``.mode`` and ``.understood`` (see SearchResults).
         """
-        inputs: dict[str, Any] = {"text": None, "image": image, "vector": vector, "like": like}
+        inputs: dict[str, Any] = {"text": text, "image": image, "vector": vector, "like": like}
         if query is not None:
             slot = "text" if isinstance(query, str) else "image"
             slot = "vector" if isinstance(query, np.ndarray) else slot
@@ -491,6 +500,7 @@ class Catalog:
                 k=k,
                 filters=filters,
                 exact=exact,
+                mode=mode,
             )
         )
 
@@ -500,7 +510,12 @@ class Catalog:
         """Products most similar to ``product_id`` (which is excluded from the results)."""
         return self.search(like=product_id, k=k, filters=filters)
 
-    def run(self, query: Query, encode: EncodeHook | None = None) -> list[SearchResult]:
+    def build_text_index(self, fields: Mapping[str, float] | None = None) -> list[str]:
+        """(Re)build the keyword index over ``fields`` (column -> BM25 weight; None: every
+        column, chosen again when columns appear). Returns the indexed columns."""
+        return self.hybrid.text.build(fields).columns
+
+    def run(self, query: Query, encode: EncodeHook | None = None) -> SearchResults:
         """Run a validated :class:`Query`. ``encode(query)`` turns its text or image into a
         vector (default: the catalog's model); filter columns and the vector's dimension are
         checked against this catalog, before anything is encoded."""
@@ -510,24 +525,36 @@ class Catalog:
             snap, exclude = self._position_of(query.like, snap)
         query.check_columns(snap.columns)
         candidates = filtering.candidates(snap, query.filters, self._store.column_values)
-        if exclude is not None:
+        encode = encode or self._encode
+        if query.mode == "keyword":
+            q = np.zeros(self.embedding_dim, np.float32)  # the vector ranking is not used
+        elif exclude is not None:
             q = snap.vector_at(exclude)
         elif query.vector is not None:
             q = check_dimension(query.vector, self.embedding_dim)
         else:
-            q = unit_vector((encode or self._encode)(query), self.embedding_dim)
-        index: VectorIndex = self._exact
+            q = unit_vector(encode(query.part(query.kind)), self.embedding_dim)
+        if query.mode != "keyword" and query.kind != "text" and query.text is not None:
+            q = compose_vector(q, unit_vector(encode(query.part("text")), self.embedding_dim))
         ann = None if query.exact else self._ann_for(snap)
         if query.exact is False and ann is None:
             raise FashionCLIPError(
                 "exact=False needs a current ANN index: run Catalog.build_ann() "
                 "(or `fashionclip index --ann`)"
             )
-        selective = candidates is not None and len(candidates) < GATHER_FRACTION * snap.n_rows
-        if ann is not None and (query.exact is False or not selective):
-            index = ann
-        positions, scores = index.search(snap, q, int(query.k or 0), candidates, exclude)
-        return self._results(snap, positions, scores)
+
+        def vector_search(n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            selective = allowed is not None and len(allowed) < GATHER_FRACTION * snap.n_rows
+            index: VectorIndex = self._exact
+            if ann is not None and (query.exact is False or not selective):
+                index = ann
+            return index.search(snap, q, n, allowed, exclude)
+
+        positions, scores, understood = ranking(
+            self.hybrid, snap, query, vector_search, candidates, exclude
+        )
+        found = self._results(snap, positions, scores)
+        return SearchResults(found, mode=str(query.mode), understood=understood)
 
     # -- internals ---------------------------------------------------------------------------
 

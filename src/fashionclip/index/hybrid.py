@@ -1,0 +1,238 @@
+"""Keyword and hybrid search: BM25 (the catalog's FTS5 text index) fused with the vector
+ranking, plus soft boosts from the understood query.
+
+A hybrid query ranks the union of several lists of ``depth`` products each:
+
+- the vector ranking (the model's cosine similarity; the filters apply);
+- the keyword ranking (BM25 over the text index; the filters apply);
+- the *attribute* ranking: the vector ranking restricted to the products that carry every
+  understood value ("red dress" -> baseColour Red and articleType Dresses), when any exist;
+- with two or more understood columns, one such ranking per column (weight ``columns``).
+
+The lists are fused by reciprocal rank (``fusion="rrf"``: sum of ``w / (rrf_k + rank)``) or by
+min-max normalised scores (``fusion="score"``), and every pooled product gains ``boost`` times
+the fraction of understood columns it matches. Understood values are never filters: a product
+that matches none of them still ranks when its vector or its words are close. The weights
+(:data:`DEFAULT_WEIGHTS`) were chosen on the dev queries of ``data/search_queries.jsonl`` with
+``benchmarks/hybrid_search.py``; see docs/design.md.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from fashionclip.errors import InvalidQueryError
+from fashionclip.index import filters as filtering
+from fashionclip.index.query import Query
+from fashionclip.index.snapshot import Snapshot
+from fashionclip.index.store import Store
+from fashionclip.index.text import MAX_ATTRIBUTE_VALUES, TextIndex
+from fashionclip.index.understand import Understood, Vocabulary, chips
+
+#: ``(n, candidates) -> (positions, scores)``: the vector ranking, best first.
+VectorSearch = Callable[[int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
+FUSIONS = ("rrf", "score")
+#: RRF constant of Cormack et al. (2009); also the evaluation harness's fusion.
+RRF_K = 60
+#: Weight of the words' vector in a composed query ("like 4025, but red"): product + w * text.
+COMPOSE_TEXT_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """How hybrid search fuses its lists (see the module docstring)."""
+
+    fusion: str = "rrf"
+    vector: float = 1.0
+    keyword: float = 1.0
+    attributes: float = 1.0
+    columns: float = 0.0
+    boost: float = 0.0
+    depth: int = 100
+    rrf_k: int = RRF_K
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise InvalidQueryError(f"unknown fusion {self.fusion!r}; known: {FUSIONS}")
+        if self.depth < 1 or self.rrf_k < 0:
+            raise InvalidQueryError("fusion depth must be >= 1 and rrf_k >= 0")
+
+    def with_(self, **changes: Any) -> FusionWeights:
+        return replace(self, **changes)
+
+
+#: Chosen on the dev queries (benchmarks/hybrid_search.py --select); never on test.
+DEFAULT_WEIGHTS = FusionWeights()
+
+
+class HybridSearch:
+    """Keyword ranking, query understanding and fusion over one catalog's store."""
+
+    def __init__(self, store: Store, weights: FusionWeights = DEFAULT_WEIGHTS) -> None:
+        self._store = store
+        self.text = TextIndex(store)
+        self.weights = weights
+        self._vocab: tuple[int, Vocabulary] | None = None
+        self._lock = threading.Lock()
+
+    # -- understanding -------------------------------------------------------------------------
+
+    def vocabulary(self, snap: Snapshot) -> Vocabulary:
+        """The attribute values of ``snap`` as a vocabulary (cached per generation)."""
+        cached = self._vocab
+        if cached is not None and cached[0] == snap.generation:
+            return cached[1]
+        with self._lock:
+            cached = self._vocab
+            if cached is None or cached[0] != snap.generation:
+                values = {}
+                for column in snap.columns:
+                    _, distinct, _ = filtering.column_codes(snap, column, self._read)
+                    if len(distinct) <= MAX_ATTRIBUTE_VALUES:
+                        values[column] = distinct
+                cached = self._vocab = (snap.generation, Vocabulary.build(values))
+        return cached[1]
+
+    def understand(self, snap: Snapshot, text: str) -> Understood:
+        return self.vocabulary(snap).understand(text)
+
+    # -- rankings ------------------------------------------------------------------------------
+
+    def keyword(
+        self,
+        snap: Snapshot,
+        text: str,
+        n: int,
+        candidates: np.ndarray | None,
+        exclude: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The BM25 ranking (positions, scores) of live products, filters applied, best first."""
+        limited = candidates is None and exclude is None
+        slots, scores = self.text.search(text, n if limited else None)
+        positions = snap.positions_in(slots)
+        keep = positions >= 0
+        keep[keep] &= snap.live[positions[keep]]
+        if candidates is not None:
+            keep &= np.isin(positions, candidates)
+        if exclude is not None:
+            keep &= positions != exclude
+        return positions[keep][:n], scores[keep][:n]
+
+    def matching(self, snap: Snapshot, understood: Understood) -> np.ndarray:
+        """Per position, the fraction of understood columns whose value it carries."""
+        hits = np.zeros(snap.n_rows, dtype=np.float32)
+        for column, values in understood.items():
+            codes, _, lookup = filtering.column_codes(snap, column, self._read)
+            wanted = [lookup[k] for k in map(filtering.value_key, values) if k in lookup]
+            hits += np.isin(codes, wanted)
+        return hits / max(1, len(understood))
+
+    def search(
+        self,
+        snap: Snapshot,
+        text: str,
+        k: int,
+        vector_search: VectorSearch,
+        candidates: np.ndarray | None,
+        exclude: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, Understood]:
+        """The fused top ``k``: ``(positions, fused scores, understood)``."""
+        w = self.weights
+        n = max(w.depth, k)
+        understood = self.understand(snap, text)
+        lists: list[tuple[float, np.ndarray, np.ndarray]] = [
+            (w.vector, *vector_search(n, candidates))
+        ]
+        if w.keyword > 0:
+            lists.append((w.keyword, *self.keyword(snap, text, n, candidates, exclude)))
+        fraction = self.matching(snap, understood) if understood else None
+        if fraction is not None and w.attributes > 0:
+            allowed = self._allowed(snap, understood, candidates, exclude)
+            if len(allowed):
+                lists.append((w.attributes, *vector_search(n, allowed)))
+        if w.columns > 0 and len(understood) > 1:
+            for column in understood:
+                allowed = self._allowed(snap, {column: understood[column]}, candidates, exclude)
+                if len(allowed):
+                    lists.append((w.columns, *vector_search(n, allowed)))
+        positions, fused = fuse(lists, w)
+        if fraction is not None and w.boost > 0 and len(positions):
+            unit = 1.0 / (w.rrf_k + 1) if w.fusion == "rrf" else 1.0
+            fused = fused + w.boost * unit * fraction[positions]
+        order = np.lexsort((positions, -fused))[:k]
+        return positions[order], fused[order].astype(np.float32), understood
+
+    def _allowed(
+        self,
+        snap: Snapshot,
+        understood: Understood,
+        candidates: np.ndarray | None,
+        exclude: int | None,
+    ) -> np.ndarray:
+        """Live positions carrying every understood value, within the filters."""
+        allowed = np.flatnonzero((self.matching(snap, understood) >= 1.0) & snap.live)
+        if candidates is not None:
+            allowed = np.intersect1d(allowed, candidates, assume_unique=True)
+        return allowed[allowed != exclude] if exclude is not None else allowed
+
+    def _read(self, column: str) -> tuple[np.ndarray, list[Any]]:
+        return self._store.column_values(column)
+
+
+def fuse(
+    lists: Sequence[tuple[float, np.ndarray, np.ndarray]], weights: FusionWeights
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pool of positions and their fused scores from weighted ``(w, positions, scores)``."""
+    pooled: dict[int, float] = {}
+    for weight, positions, scores in lists:
+        if weight <= 0 or len(positions) == 0:
+            continue
+        if weights.fusion == "rrf":
+            contrib = weight / (weights.rrf_k + 1.0 + np.arange(len(positions)))
+        else:
+            s = np.asarray(scores, dtype=np.float64)
+            span = float(s.max() - s.min())
+            contrib = weight * ((s - s.min()) / span if span > 0 else np.ones_like(s))
+        for pos, value in zip(positions.tolist(), contrib.tolist(), strict=True):
+            pooled[pos] = pooled.get(pos, 0.0) + value
+    if not pooled:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    keys = np.fromiter(pooled.keys(), dtype=np.int64, count=len(pooled))
+    values = np.fromiter(pooled.values(), dtype=np.float64, count=len(pooled))
+    return keys, values
+
+
+def compose_vector(base: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """A composed query's vector: the unit sum of an image's or product's vector and its words'."""
+    q = np.asarray(base, np.float32) + COMPOSE_TEXT_WEIGHT * np.asarray(words, np.float32)
+    norm = float(np.linalg.norm(q))
+    return q / norm if norm > 0 else np.asarray(base, np.float32)
+
+
+def ranking(
+    hybrid: HybridSearch,
+    snap: Snapshot,
+    query: Query,
+    vector_search: VectorSearch,
+    candidates: np.ndarray | None,
+    exclude: int | None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, str | list[str]]]:
+    """Positions and scores of ``query`` in its mode, and the understood query as chips."""
+    k = int(query.k or 0)
+    text = query.text
+    if query.mode == "hybrid" and text is not None:
+        positions, scores, understood = hybrid.search(
+            snap, text, k, vector_search, candidates, exclude
+        )
+        return positions, scores, chips(understood)
+    understood = hybrid.understand(snap, text) if text is not None else {}
+    if query.mode == "keyword" and text is not None:
+        positions, scores = hybrid.keyword(snap, text, k, candidates, exclude)
+    else:
+        positions, scores = vector_search(k, candidates)
+    return positions, scores, chips(understood)
