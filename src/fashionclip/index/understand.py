@@ -136,33 +136,28 @@ class Vocabulary:
                     finest.setdefault(value, column)
         present = {(c, v) for v, c in finest.items()}
         for value, column in finest.items():
-            vocab._add(_phrase(value), column, value, primary=True)
+            vocab._add(_phrase(value), [(column, value)], primary=True)
         for word, (column, wanted) in SYNONYMS.items():
-            for value in wanted:
-                if (column, value) in present:
-                    vocab._add(_phrase(word), column, value)
+            vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
         by_value = {v: c for c, v in present}
         for value, names in _wordnet_aliases().items():
             if value not in by_value:
                 continue
             for name in names:
                 if name.lower() not in _NOISY_ALIASES:
-                    vocab._add(_phrase(name), by_value[value], value)
+                    vocab._add(_phrase(name), [(by_value[value], value)])
         return vocab
 
-    def _add(self, phrase: Phrase, column: str, value: str, primary: bool = False) -> None:
-        if not phrase or (phrase in self.phrases and not primary):
+    def _add(self, phrase: Phrase, pairs: list[tuple[str, str]], primary: bool = False) -> None:
+        if not phrase or not pairs or (phrase in self.phrases and not primary):
             return  # a catalog value wins over a synonym of another value
-        if primary and any(c != column for c, _ in self.phrases.get(phrase, [])):
+        if primary and any(c != pairs[0][0] for c, _ in self.phrases.get(phrase, [])):
             return  # "Dress" (subCategory) after "Dresses" (articleType): the finer one only
-        pairs = self.phrases.setdefault(phrase, [])
-        if (column, value) not in pairs:
-            pairs.append((column, value))
-        joined = "".join(phrase)
-        if primary or joined not in self.joined:
-            self.joined.setdefault(joined, [])
-            if (column, value) not in self.joined[joined]:
-                self.joined[joined].append((column, value))
+        for target in (
+            self.phrases.setdefault(phrase, []),
+            self.joined.setdefault("".join(phrase), []),
+        ):
+            target.extend(p for p in pairs if p not in target)
         self.longest = max(self.longest, len(phrase))
 
     def understand(self, text: str) -> Understood:

@@ -78,6 +78,7 @@ _MAX_JSON_BYTES = 256 * 1024
 _UPLOAD_PATHS = frozenset({"/api/search/image", "/api/classify"})
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
+    "hybrid.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 _PAGE_HEADERS = {
@@ -449,7 +450,7 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
     def search_text(body: TextSearchIn) -> dict[str, Any]:
         """Products matching a text query, best first."""
         found = service.search_text(
-            body.query, k=body.k, filters=body.filters, compare=body.compare
+            body.query, k=body.k, filters=body.filters, compare=body.compare, mode=body.mode
         )
         return _with_urls(found.to_dict(), service.catalog)
 
@@ -457,7 +458,12 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
     def search_like(body: LikeSearchIn) -> dict[str, Any]:
         """More like this: products most similar to a catalog product."""
         found = service.more_like_this(
-            body.id, k=body.k, filters=body.filters, compare=body.compare
+            body.id,
+            k=body.k,
+            filters=body.filters,
+            compare=body.compare,
+            text=body.text,
+            mode=body.mode,
         )
         return _with_urls(found.to_dict(), service.catalog)
 
