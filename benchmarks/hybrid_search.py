@@ -100,27 +100,37 @@ def colour_counts(catalog: Catalog, encode: CachedEncoder) -> dict[str, dict[str
     return out
 
 
-def dev_score(catalog: Catalog, encode: CachedEncoder, products: list, queries: list) -> float:
-    """Mean hybrid P@10 over dev slices (macro: each slice counts once) for selection."""
+def dev_score(
+    catalog: Catalog, encode: CachedEncoder, products: list, queries: list
+) -> tuple[float, int, float]:
+    """Selection key on dev only: macro P@10 over dev slices, then the top-10 colour count of
+    the dev colour queries (red dress, white sneakers, gold watch), then macro nDCG@10."""
     report = evaluate_search(searcher(catalog, encode), products, queries, ("hybrid",), ("dev",))
     table = report.table()["dev"]["hybrid"]
-    return float(np.mean([m["p@10"] for s, m in table.items() if s != "all"]))
+    slices = [m for s, m in table.items() if s != "all"]
+    colour = 0
+    for q in queries:
+        if q.split == "dev" and q.query in COLOUR_QUERIES:
+            hits = catalog.run(Query(text=q.query, k=10, mode="hybrid"), encode)
+            colour += sum(h.metadata.get("baseColour") == COLOUR_QUERIES[q.query] for h in hits)
+    p10 = float(np.mean([m["p@10"] for m in slices]))
+    ndcg = float(np.mean([m["ndcg@10"] for m in slices]))
+    return round(p10, 3), colour, round(ndcg, 3)
 
 
 def select(catalog: Catalog, encode: CachedEncoder, products: list, queries: list) -> None:
     grid = itertools.product(
-        ("rrf", "score"), (0.5, 1.0), (0.0, 0.5, 1.0), (0.0, 1.0, 2.0), (0.0, 0.5, 1.0), (0.0, 2.0)
-    )
+        ("rrf", "score"), (0.5, 1.0), (0.5, 1.0), (0.5, 1.0), (0.0, 1.0, 2.0), (0.0, 2.0, 4.0),
+        (False, True),
+    )  # fmt: skip
     scored = []
-    for fusion, keyword, attributes, columns, vector, boost in grid:
-        if vector == 0 and attributes == 0 and columns == 0:
-            continue
-        weights = FusionWeights(fusion, max(vector, 0.0), keyword, attributes, columns, boost)
+    for fusion, vector, keyword, attributes, columns, boost, adaptive in grid:
+        weights = FusionWeights(fusion, vector, keyword, attributes, columns, boost, adaptive)
         catalog.hybrid.weights = weights
         scored.append((dev_score(catalog, encode, products, queries), weights))
-    scored.sort(key=lambda x: -x[0])
-    for score, weights in scored[:10]:
-        print(f"dev macro P@10 {score:.3f}  {weights}")
+    scored.sort(key=lambda x: x[0], reverse=True)
+    for score, weights in scored[:15]:
+        print(f"dev macro P@10 {score[0]:.3f} colour {score[1]}/30 nDCG {score[2]:.3f}  {weights}")
     catalog.hybrid.weights = DEFAULT_WEIGHTS
 
 
@@ -134,6 +144,14 @@ def quality(args: argparse.Namespace) -> None:
     print(f"catalog {args.catalog}: {len(products)} products; weights {catalog.hybrid.weights}")
     if args.select:
         select(catalog, encode, products, queries)
+        return
+    if args.max_df:
+        for value in args.max_df:
+            catalog.hybrid.weights = DEFAULT_WEIGHTS.with_(keyword_max_df=value)
+            score = dev_score(catalog, encode, products, queries)
+            print(f"keyword_max_df {value}: dev macro P@10 {score[0]:.3f} colour {score[1]}/30 "
+                  f"nDCG {score[2]:.3f}")  # fmt: skip
+        catalog.hybrid.weights = DEFAULT_WEIGHTS
         return
     splits = ("dev", "test") if args.test else ("dev",)
     report = evaluate_search(searcher(catalog, encode), products, queries, MODES, splits)
@@ -212,6 +230,9 @@ def main() -> None:
     q.add_argument("--queries", default=None, help="JSONL (default: the shipped queries)")
     q.add_argument("--select", action="store_true", help="grid-search weights on dev")
     q.add_argument("--test", action="store_true", help="also report the test queries")
+    q.add_argument(
+        "--max-df", type=float, nargs="*", help="dev scores for these keyword_max_df values"
+    )
     q.add_argument("--json", default=None, help="write the table and per-query rows here")
     lat = sub.add_parser("latency")
     lat.add_argument("--size", type=int, default=50_000)

@@ -42,6 +42,8 @@ MAX_ATTRIBUTE_VALUES = 300
 NAME_WEIGHT = 1.0
 #: Words longer than this are cut (FTS5 tokens are bounded anyway); at most MAX_TERMS words.
 MAX_WORD_CHARS = 64
+#: Query words matching more than this share of the products are not searched (see search).
+MAX_DF_FRACTION = 0.2
 MAX_TERMS = 32
 #: English words that carry no product information in a shopping query.
 STOPWORDS = frozenset(
@@ -108,6 +110,7 @@ class TextFields:
 def query_words(text: str) -> list[str]:
     """The words of a query (lower case, no stop words), at most MAX_TERMS of them."""
     words = [w.lower()[:MAX_WORD_CHARS] for w in _WORD.findall(text)]
+    words = [w for w in words if w != "s"]  # "men's" -> "men", not "men" and "s"
     kept = [w for w in words if w not in STOPWORDS] or words
     return list(dict.fromkeys(kept))[:MAX_TERMS]
 
@@ -129,6 +132,8 @@ class TextIndex:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._df: dict[str, int] = {}
+        self._df_products = 0
 
     def fields(self) -> TextFields | None:
         """The indexed fields, or None when the catalog has no text index yet."""
@@ -210,11 +215,23 @@ class TextIndex:
             f"INSERT INTO {TABLE}(rowid, {', '.join(names)}) SELECT slot, {selected} FROM products"
         )
 
-    def search(self, text: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        text: str,
+        limit: int | None,
+        n_products: int = 0,
+        max_df: float = MAX_DF_FRACTION,
+        keep_rarest: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(slots, scores)`` of the products matching any word of ``text``, best first
-        (score = -bm25, higher is better); at most ``limit`` (None: all)."""
+        (score = -bm25, higher is better); at most ``limit`` (None: all). Words found in more
+        than ``max_df`` of ``n_products`` are left out (BM25 gives them little weight and
+        scoring their many matches is what makes an FTS5 query slow: about 3 us per matching
+        row), unless every word is that common (then, with ``keep_rarest``, the rarest one
+        is kept)."""
         fields = self.ensure()
-        expression = match_expression(text)
+        words = self._informative(text, n_products, max_df, keep_rarest)
+        expression = match_expression(" ".join(words))
         if expression is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         weights = ", ".join(repr(float(w)) for _, w in fields.fields)
@@ -234,6 +251,34 @@ class TextIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         data = np.array(rows, dtype=np.float64)
         return data[:, 0].astype(np.int64), data[:, 1].astype(np.float32)
+
+    def _informative(
+        self, text: str, n_products: int, max_df: float, keep_rarest: bool
+    ) -> list[str]:
+        words = query_words(text)
+        if n_products <= 0 or (len(words) < 2 and keep_rarest):
+            return words
+        if abs(n_products - self._df_products) > 0.1 * max(1, self._df_products):
+            self._df.clear()  # document frequencies are cached until the catalog grows 10%
+            self._df_products = n_products
+        for word in words:
+            if word not in self._df:
+                expression = match_expression(word)
+                self._df[word] = (
+                    int(
+                        self._store.connection()
+                        .execute(
+                            f"SELECT COUNT(*) FROM {TABLE} WHERE {TABLE} MATCH ?", (expression,)
+                        )
+                        .fetchone()[0]
+                    )
+                    if expression
+                    else 0
+                )
+        kept = [w for w in words if self._df[w] <= max_df * n_products]
+        if kept or not keep_rarest or not words:
+            return kept
+        return [min(words, key=lambda w: self._df[w])]
 
     def row_count(self) -> int:
         """Rows in the text index (equals the product count when consistent)."""

@@ -185,7 +185,11 @@ class Vocabulary:
     def _fuzzy(self, word: str) -> list[tuple[str, str]] | None:
         if len(word) < MIN_FUZZY_LETTERS or word.isdigit():
             return None
-        close = difflib.get_close_matches(word, self.joined.keys(), n=1, cutoff=FUZZY_CUTOFF)
+        # Only keys of a similar length can reach the cutoff (ratio <= 2 * min / (a + b)):
+        # at most a third shorter or half longer than the word.
+        n = len(word)
+        keys = [k for k in self.joined if -(n // 3) - 1 <= len(k) - n <= n // 2 + 1]
+        close = difflib.get_close_matches(word, keys, n=1, cutoff=FUZZY_CUTOFF)
         return self.joined[close[0]] if close else None
 
 
