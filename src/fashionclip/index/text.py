@@ -44,6 +44,7 @@ NAME_WEIGHT = 1.0
 MAX_WORD_CHARS = 64
 #: Query words matching more than this share of the products are not searched (see search).
 MAX_DF_FRACTION = 0.2
+MIN_PRUNE_PRODUCTS = 1000
 MAX_TERMS = 32
 #: English words that carry no product information in a shopping query.
 STOPWORDS = frozenset(
@@ -256,8 +257,8 @@ class TextIndex:
         self, text: str, n_products: int, max_df: float, keep_rarest: bool
     ) -> list[str]:
         words = query_words(text)
-        if n_products <= 0 or (len(words) < 2 and keep_rarest):
-            return words
+        if n_products < MIN_PRUNE_PRODUCTS or (len(words) < 2 and keep_rarest):
+            return words  # pruning is for speed: small catalogs search every word
         if abs(n_products - self._df_products) > 0.1 * max(1, self._df_products):
             self._df.clear()  # document frequencies are cached until the catalog grows 10%
             self._df_products = n_products
