@@ -68,3 +68,18 @@ def test_page_loads_hybrid_script(client):
     assert "/static/hybrid.js" in page
     script = client.get("/static/hybrid.js")
     assert script.status_code == 200 and "fcHybrid" in script.text
+
+
+def test_composed_image_with_text(client):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(buffer, format="PNG")
+    files = {"image": ("red.png", buffer.getvalue(), "image/png")}
+    got = client.post("/api/search/image", files=files, data={"text": "white", "k": "3"})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["understood"] == {"baseColour": "White"} and body["query"]["text"] == "white"
+    assert body["results"]["results"][0]["metadata"]["baseColour"] == "White"

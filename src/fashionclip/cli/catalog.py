@@ -167,7 +167,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     given = [x for x in (args.image, args.like) if x is not None]
     if len(given) > 1 or (not given and args.query is None):
         raise InvalidQueryError(
-            "give a query text, --image PATH or --like ID (a text may refine --image or --like)"
+            "give exactly one of: a query text, --image PATH or --like ID "
+            "(a query text may also refine --image or --like)"
         )
     with Catalog.open(args.catalog) as catalog:
         filters = _parse_filters(args.filter)

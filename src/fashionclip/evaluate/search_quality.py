@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from fashionclip.index.query import MODES
+from fashionclip.index.text import WORD
 
 NAME_KEY = "name_contains"
 NAME_COLUMN = "productDisplayName"
 CUTOFF = 10
 SPLITS = ("dev", "test")
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class SearchQuery:
     def is_relevant(self, metadata: Mapping[str, Any]) -> bool:
         for column, values in self.relevant.items():
             if column == NAME_KEY:
-                words = {w.lower() for w in _WORD.findall(str(metadata.get(NAME_COLUMN, "")))}
+                words = {w.lower() for w in WORD.findall(str(metadata.get(NAME_COLUMN, "")))}
                 if not words & {v.lower() for v in values}:
                     return False
             elif str(metadata.get(column)) not in values:

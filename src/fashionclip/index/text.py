@@ -81,7 +81,8 @@ STOPWORDS = frozenset(
         "need",
     ]
 )
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+#: A word: letters and digits (any script), nothing else.
+WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 class TextIndexError(FashionCLIPError):
@@ -110,7 +111,7 @@ class TextFields:
 
 def query_words(text: str) -> list[str]:
     """The words of a query (lower case, no stop words), at most MAX_TERMS of them."""
-    words = [w.lower()[:MAX_WORD_CHARS] for w in _WORD.findall(text)]
+    words = [w.lower()[:MAX_WORD_CHARS] for w in WORD.findall(text)]
     words = [w for w in words if w != "s"]  # "men's" -> "men", not "men" and "s"
     kept = [w for w in words if w not in STOPWORDS] or words
     return list(dict.fromkeys(kept))[:MAX_TERMS]

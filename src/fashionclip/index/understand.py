@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from fashionclip.data.captions import singular_word
+from fashionclip.index.text import WORD
 
 #: Everyday words -> (column, catalog values). Applied only where the catalog has that column
 #: and value. The one synonym table of the project's search.
@@ -88,7 +89,6 @@ _NOISY_ALIASES = frozenset(
 )
 MIN_FUZZY_LETTERS = 4
 FUZZY_CUTOFF = 0.8
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _POSSESSIVE = re.compile(r"(?<=\w)['’`]s?\b", re.UNICODE)
 
 Phrase = tuple[str, ...]
@@ -98,7 +98,7 @@ Understood = dict[str, list[str]]
 def normalise_words(text: str) -> list[str]:
     """Lower-case singular words of ``text``, possessives dropped."""
     plain = _POSSESSIVE.sub("", text.lower())
-    return [singular_word(w) for w in _WORD.findall(plain)]
+    return [singular_word(w) for w in WORD.findall(plain)]
 
 
 def _phrase(text: str) -> Phrase:

@@ -478,8 +478,10 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
         k: Annotated[int | None, Form(description="Number of results, 1..max_k")] = None,
         filters: Annotated[str | None, Form(description="JSON object; " + FILTERS_DOC)] = None,
         compare: Annotated[bool, Form(description="Also answer with the compare model")] = False,
+        text: Annotated[str | None, Form(description="Words refining the image (composed)")] = None,
+        mode: Annotated[str | None, Form(description="vector, keyword or hybrid")] = None,
     ) -> dict[str, Any]:
-        """Products that look like an uploaded image."""
+        """Products that look like an uploaded image (with ``text``: "like this, but red")."""
         data = _read_upload(image, service.limits.max_upload_bytes)
         found = service.search_image(
             data,
@@ -487,6 +489,8 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             filters=_parse_form_filters(filters),
             compare=compare,
             filename=image.filename,
+            text=text,
+            mode=mode,
         )
         return _with_urls(found.to_dict(), service.catalog)
 

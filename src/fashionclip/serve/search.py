@@ -398,13 +398,18 @@ class SearchService:
         filters: Filters | None = None,
         compare: bool = False,
         filename: str | None = None,
+        text: str | None = None,
+        mode: str | None = None,
     ) -> SearchResponse:
-        """Products that look like an uploaded image (its bytes), best first."""
+        """Products that look like an uploaded image (its bytes), best first; with ``text``
+        a composed query."""
         started = time.perf_counter()
         image = self.decode_upload(data)
-        query = self._query(compare, image=image, k=k, filters=filters)
+        query = self._query(compare, image=image, k=k, filters=filters, text=text, mode=mode)
         lists = [self._search_side(side, query) for side in self._sides(compare)]
         shown = {"image": filename or "upload", "width": image.width, "height": image.height}
+        if query.text is not None:
+            shown["text"] = query.text
         return self._response(shown, query, lists, started)
 
     def more_like_this(

@@ -5,7 +5,8 @@
 "use strict";
 
 (() => {
-  const MODES = [["", "Best (hybrid)"], ["hybrid", "Hybrid"], ["vector", "Image similarity"], ["keyword", "Keywords"]];
+  // Short labels: the switch shares the header's tool row with "Show" on a phone.
+  const MODES = [["", "Best match"], ["vector", "By look"], ["keyword", "By words"], ["hybrid", "Hybrid"]];
   const ui = { mode: "", refine: "" };
 
   function make(tag, attrs, text) {
@@ -16,7 +17,7 @@
   }
 
   function modeSwitch() {
-    const label = make("label", { class: "inline", for: "search-mode" }, "Mode ");
+    const label = make("label", { class: "inline", for: "search-mode", title: "Search mode" });
     const select = make("select", { id: "search-mode", "aria-label": "Search mode" });
     for (const [value, text] of MODES) select.append(make("option", { value }, text));
     select.addEventListener("change", () => {
@@ -47,26 +48,29 @@
     return form;
   }
 
+  // The chips go at the end of the status line that app.js has just written, so that they
+  // take no extra row above the results (a phone shows the first results on screen one).
   function chips(understood) {
-    const box = document.getElementById("understood");
-    if (!box) return;
-    box.replaceChildren();
+    const status = document.getElementById("status");
+    if (!status) return;
+    const old = document.getElementById("understood");
+    if (old) old.remove();
     const entries = Object.entries(understood || {});
-    box.hidden = entries.length === 0;
     if (!entries.length) return;
-    box.append(make("span", { class: "muted small" }, "Understood: "));
+    const box = make("span", { id: "understood", class: "understood" });
+    box.append(make("span", { class: "muted" }, " \u00b7 understood: "));
     for (const [column, value] of entries) {
       const values = Array.isArray(value) ? value : [value];
       const chip = make("button", {
-        type: "button", class: "chip", title: "Use as a filter (only " + values.join(" or ") + ")",
-      }, columnLabel(column) + ": " + values.join(" / "));
+        type: "button", class: "chip link", title: columnLabel(column) + ": use as a filter",
+      }, values.join("/"));
       chip.addEventListener("click", () => {
         state.filters[column] = values.length === 1 ? values[0] : values;
-        if (typeof buildFilters === "function" && state.facets) buildFilters(state.facets);
         run();
       });
-      box.append(chip);
+      box.append(chip, " ");
     }
+    status.append(box);
   }
 
   window.fcHybrid = {
@@ -88,8 +92,6 @@
   document.addEventListener("DOMContentLoaded", () => {
     const tools = document.querySelector(".tools");
     if (tools) tools.append(modeSwitch());
-    const status = document.getElementById("status");
-    if (status) status.before(make("div", { id: "understood", class: "understood", hidden: "" }));
     const actions = document.getElementById("detail-like");
     if (actions && actions.parentElement) actions.parentElement.append(refineForm());
   });
