@@ -28,16 +28,14 @@ from fashionclip.errors import FashionCLIPError, ModelMismatchError
 from fashionclip.index import filters as filtering
 from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex, backend_class
 from fashionclip.index.backends.exact import GATHER_FRACTION
-from fashionclip.index.hybrid import HybridSearch, compose_vector, ranking
+from fashionclip.index.hybrid import HybridSearch, query_vector, ranking
 from fashionclip.index.indexer import Indexer, IndexReport
 from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
 from fashionclip.index.query import (
     EncodeHook,
     Query,
     check_columns,
-    check_dimension,
     require_one_input,
-    unit_vector,
 )
 from fashionclip.index.snapshot import Snapshot
 from fashionclip.index.store import (
@@ -483,9 +481,8 @@ class Catalog:
         recall is approximate). ``exact=True`` forces the exact scan; ``exact=False``
         requires the ANN index. Same as ``run(Query(...))``.
 
-        ``mode``: "vector", "keyword" or "hybrid" (None: hybrid for text, see
-        :mod:`.hybrid`). ``text=`` with ``like=`` or an image composes them ("like 4025, but
-        red"). The result is a list with ``.mode`` and ``.understood`` (see SearchResults).
+        ``mode``: vector, keyword or hybrid (None: hybrid for text; :mod:`.hybrid`). ``text=``
+        with ``like=`` or an image composes them. Returns :class:`SearchResults`.
         """
         inputs: dict[str, Any] = {"text": text, "image": image, "vector": vector, "like": like}
         if query is not None:
@@ -512,7 +509,7 @@ class Catalog:
 
     def build_text_index(self, fields: Mapping[str, float] | None = None) -> list[str]:
         """(Re)build the keyword index over ``fields`` (column -> BM25 weight; None: every
-        column, chosen again when columns appear). Returns the indexed columns."""
+        column). Returns the indexed columns (see :mod:`.text`)."""
         return self.hybrid.text.build(fields).columns
 
     def run(self, query: Query, encode: EncodeHook | None = None) -> SearchResults:
@@ -525,17 +522,7 @@ class Catalog:
             snap, exclude = self._position_of(query.like, snap)
         query.check_columns(snap.columns)
         candidates = filtering.candidates(snap, query.filters, self._store.column_values)
-        encode = encode or self._encode
-        if query.mode == "keyword":
-            q = np.zeros(self.embedding_dim, np.float32)  # the vector ranking is not used
-        elif exclude is not None:
-            q = snap.vector_at(exclude)
-        elif query.vector is not None:
-            q = check_dimension(query.vector, self.embedding_dim)
-        else:
-            q = unit_vector(encode(query.part(query.kind)), self.embedding_dim)
-        if query.mode != "keyword" and query.kind != "text" and query.text is not None:
-            q = compose_vector(q, unit_vector(encode(query.part("text")), self.embedding_dim))
+        q = query_vector(query, snap, exclude, encode or self._encode, self.embedding_dim)
         ann = None if query.exact else self._ann_for(snap)
         if query.exact is False and ann is None:
             raise FashionCLIPError(

@@ -31,7 +31,7 @@ import numpy as np
 from fashionclip.errors import InvalidQueryError
 from fashionclip.index import filters as filtering
 from fashionclip.index.backends.exact import GATHER_FRACTION
-from fashionclip.index.query import Query
+from fashionclip.index.query import Query, check_dimension, unit_vector
 from fashionclip.index.snapshot import Snapshot
 from fashionclip.index.store import Store
 from fashionclip.index.text import MAX_ATTRIBUTE_VALUES, MAX_DF_FRACTION, TextIndex
@@ -269,6 +269,24 @@ def fuse(
     keys = np.fromiter(pooled.keys(), dtype=np.int64, count=len(pooled))
     values = np.fromiter(pooled.values(), dtype=np.float64, count=len(pooled))
     return keys, values
+
+
+def query_vector(
+    query: Query, snap: Snapshot, exclude: int | None, encode: Callable[[Query], Any], dim: int
+) -> np.ndarray:
+    """The query's unit vector: its product's (``exclude``), its own, or its encoded text or
+    image; a composed query adds its words' vector. Keyword mode needs none (zeros)."""
+    if query.mode == "keyword":
+        return np.zeros(dim, np.float32)
+    if exclude is not None:
+        q = snap.vector_at(exclude)
+    elif query.vector is not None:
+        q = check_dimension(query.vector, dim)
+    else:
+        q = unit_vector(encode(query.part(query.kind)), dim)
+    if query.kind != "text" and query.text is not None:
+        q = compose_vector(q, unit_vector(encode(query.part("text")), dim))
+    return q
 
 
 def compose_vector(base: np.ndarray, words: np.ndarray) -> np.ndarray:
