@@ -358,7 +358,7 @@ def test_kill_9_mid_index_then_rerun(tmp_path, tiny_clip, tiny_clip_dir):
 
 
 def test_text_image_and_like_queries(catalog, products, tiny_clip):
-    hits = catalog.search("red heels", k=5)
+    hits = catalog.search("red heels", k=5, mode="vector")  # the default for text is hybrid
     assert len(hits) == 5
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
@@ -410,7 +410,7 @@ def test_invalid_queries(catalog):
     with pytest.raises(InvalidQueryError, match="exactly one"):
         catalog.search()
     with pytest.raises(InvalidQueryError, match="exactly one"):
-        catalog.search("shirt", like="p001")
+        catalog.search(vector=np.ones(catalog.embedding_dim), like="p001")
     with pytest.raises(InvalidQueryError, match="dimension"):
         catalog.search(vector=np.ones(3))
     with pytest.raises(InvalidQueryError, match="zero"):

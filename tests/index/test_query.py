@@ -16,12 +16,12 @@ def test_exactly_one_input_and_kind():
     with pytest.raises(InvalidQueryError, match="exactly one"):
         Query()
     with pytest.raises(InvalidQueryError, match="exactly one"):
-        Query(text="red", like="p1")
+        Query(vector=[1.0], like="p1")  # text + like is a composed query, not an error
     assert [Query(text="a").kind, Query(like="p").kind] == ["text", "like"]
     assert Query(vector=[1.0, 0.0]).kind == "vector" and Query(image=b"x").kind == "image"
     assert Query(text="a").needs_encoding and not Query(like="p").needs_encoding
     with pytest.raises(InvalidQueryError, match="mode"):
-        Query(text="a", mode="keyword")
+        Query(text="a", mode="fuzzy")
 
 
 def test_k_with_and_without_limits():
@@ -104,7 +104,7 @@ def test_encode_hook_runs_after_the_catalog_checks(vector_catalog):
         seen.append(query)
         return vectors[5] * 3.0  # not unit: the catalog normalises once
 
-    query = Query(text="anything", k=3)
+    query = Query(text="anything", k=3, mode="vector")  # cosine scores: the vector mode
     hits = cat.run(query, encode=encode)  # no model attached: the hook encodes
     assert seen == [query] and hits[0].id == "v5" and abs(hits[0].score - 1.0) < 1e-5
     with pytest.raises(InvalidQueryError, match="unknown filter column"):

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 import fashionclip  # noqa: E402
 from fashionclip.data.tables import ProductRecord  # noqa: E402
 from fashionclip.errors import FashionCLIPError  # noqa: E402
-from fashionclip.index import Catalog  # noqa: E402
+from fashionclip.index import Catalog, Query  # noqa: E402
 from fashionclip.models.testing import build_tiny_clip  # noqa: E402
 from fashionclip.serve import SearchService, ServiceLimits, create_app  # noqa: E402
 from fashionclip.serve.compare import compare_catalog_path, ensure_compare_catalog  # noqa: E402
@@ -286,7 +286,9 @@ def test_compare_side_uses_the_compare_model_and_catalog(client, world):
     assert body["results"]["model"] == world.model.identity.name
     assert body["compare"]["model"] == world.compare_model.identity.name
     vector = world.compare_model.encode_text("blue jeans")
-    expected = world.compare_catalog.search(vector=vector, k=6)
+    # text queries default to hybrid mode: the same query, encoded by the compare model
+    query = Query(text="blue jeans", k=6)
+    expected = world.compare_catalog.run(query, encode=lambda q: vector)
     assert ids_of(body["compare"]) == [r.id for r in expected]
     assert ids_of(body["results"]) == [r.id for r in world.catalog.search("blue jeans", k=6)]
     like = client.post("/api/search/like", json={"id": "p001", "k": 4, "compare": True}).json()

@@ -1,8 +1,10 @@
-"""Catalog commands: `info`, `index` (build or update a catalog), `search` and `check`."""
+"""Catalog commands: `info`, `index` (build or update a catalog), `search`, `text-index`,
+`traverse` and `check`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fashionclip.cli.common import add_model_options, load_model, print_json
 from fashionclip.errors import FashionCLIPError, ModelMismatchError
 from fashionclip.index.lock import writer_lock
+from fashionclip.index.query import MODES
 
 if TYPE_CHECKING:
     from fashionclip.index import Catalog
@@ -216,9 +219,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from fashionclip.errors import InvalidQueryError
     from fashionclip.index import Catalog, Query
 
-    given = [x for x in (args.query, args.image, args.like) if x is not None]
-    if len(given) != 1:
-        raise InvalidQueryError("give exactly one of: a query text, --image PATH or --like ID")
+    given = [x for x in (args.image, args.like) if x is not None]
+    if len(given) > 1 or (not given and args.query is None):
+        raise InvalidQueryError(
+            "give exactly one of: a query text, --image PATH or --like ID "
+            "(a query text may also refine --image or --like)"
+        )
     with Catalog.open(args.catalog) as catalog:
         filters = _parse_filters(args.filter)
         for column, values in _parse_filters(args.filter_if_present).items():
@@ -236,8 +242,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
             k=args.top_k,
             filters=filters,
             exact=True if args.exact else None,
+            mode=args.mode,
         )
-        if query.needs_encoding:
+        if query.needs_encoding and query.mode != "keyword":
             name = args.model or catalog.model_identity.name
             catalog.attach_model(load_model(name, args.device, args.allow_pickle))
         results = catalog.run(query)
@@ -251,6 +258,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
             print(f"{rank:>3}. {result.score:.4f}  {result.id}  {label}")
         if not results:
             print("no results", file=sys.stderr)
+        if getattr(results, "understood", None):
+            print(f"understood: {json.dumps(results.understood)}", file=sys.stderr)
     return 0
 
 
@@ -372,6 +381,13 @@ def _add_search(commands: Any) -> None:
         "--title-column", default="productDisplayName", help="metadata column shown per hit"
     )
     search.add_argument("--json", action="store_true", help="print a JSON list, best first")
+    search.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="vector (embeddings), keyword (BM25 over the text index) or hybrid (both, with "
+        "query understanding); default: hybrid for a text, vector otherwise",
+    )
     search.set_defaults(handler=_cmd_search)
 
 
@@ -450,11 +466,49 @@ def _add_check(commands: Any) -> None:
     check.set_defaults(handler=_cmd_check)
 
 
+def _cmd_text_index(args: argparse.Namespace) -> int:
+    from fashionclip.index import Catalog
+
+    fields = None
+    if args.field:
+        fields = {}
+        for item in args.field:
+            column, _, weight = item.partition("=")
+            try:
+                fields[column.strip()] = float(weight) if weight else 1.0
+            except ValueError:
+                raise FashionCLIPError(
+                    f"--field must look like COLUMN[=WEIGHT], got {item!r}"
+                ) from None
+    with Catalog.open(args.catalog) as catalog:
+        columns = catalog.build_text_index(fields)
+    print(f"{args.catalog}: text index built over {', '.join(columns)}")
+    return 0
+
+
+def _add_text_index(commands: Any) -> None:
+    text = commands.add_parser(
+        "text-index",
+        help="(re)build a catalog's keyword index",
+        description="Build the keyword (full-text) index of a catalog now instead of at its "
+        "first keyword or hybrid search; --field chooses the columns and BM25 weights.",
+    )
+    text.add_argument("--catalog", required=True, help="catalog folder")
+    text.add_argument(
+        "--field",
+        action="append",
+        metavar="COLUMN[=WEIGHT]",
+        help="index this metadata column (weight 1 by default); repeat. Default: every column",
+    )
+    text.set_defaults(handler=_cmd_text_index)
+
+
 def register(commands: Any) -> None:
     """Add this module's subcommands to the ``fashionclip`` parser."""
     _add_info(commands)
     _add_index(commands)
     _add_search(commands)
+    _add_text_index(commands)
     _add_traverse(commands)
     _add_check(commands)
 
@@ -549,3 +603,4 @@ def _add_traverse(commands: Any) -> None:
         "--json", action="store_true", help="print a JSON list of steps, each a list of hits"
     )
     walk.set_defaults(handler=_cmd_traverse)
+    _add_text_index(commands)

@@ -54,8 +54,33 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- evaluate
+def _cmd_search_quality(args: argparse.Namespace) -> int:
+    """`evaluate --tasks search-quality --catalog DIR`: P@10, nDCG@10, MRR per mode and slice."""
+    import json
+
+    from fashionclip.evaluate.search_quality import SearchQualityEvaluator, load_queries
+    from fashionclip.index import Catalog
+
+    if args.catalog is None:
+        raise FashionCLIPError("--tasks search-quality needs --catalog DIR (a built catalog)")
+    with Catalog.open(args.catalog) as catalog:
+        name = (args.model or [None])[0] or catalog.model_identity.name
+        model = load_model(name, args.device, args.allow_pickle)
+        splits = tuple(s.strip() for s in args.search_splits.split(",") if s.strip())
+        evaluator = SearchQualityEvaluator(catalog, load_queries(args.queries), splits=splits)
+        metrics = evaluator(model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search-quality.json").write_text(json.dumps(metrics, indent=2))
+    print_json(metrics)
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
+
+    if args.tasks.strip() == "search-quality":
+        return _cmd_search_quality(args)
 
     from fashionclip.evaluate.runner import EvaluationConfig, run_evaluation, stderr_log
     from fashionclip.evaluate.zero_shot import DEFAULT_TEMPLATES, ENSEMBLE_TEMPLATES
@@ -197,7 +222,9 @@ def _add_evaluate(commands: Any) -> None:
     )
     evaluate.add_argument("--out", required=True, help="output folder")
     evaluate.add_argument(
-        "--tasks", default="zero-shot,linear-probe,retrieval", help="comma-separated tasks"
+        "--tasks",
+        default="zero-shot,linear-probe,retrieval",
+        help="comma-separated tasks; or search-quality (with --catalog)",
     )
     evaluate.add_argument(
         "--datasets",
@@ -242,6 +269,15 @@ def _add_evaluate(commands: Any) -> None:
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
     evaluate.add_argument(
         "--json", action="store_true", help="print every result record as JSON at the end"
+    )
+    evaluate.add_argument(
+        "--catalog", default=None, help="catalog folder for --tasks search-quality"
+    )
+    evaluate.add_argument(
+        "--queries", default=None, help="search-quality queries, JSONL (default: shipped set)"
+    )
+    evaluate.add_argument(
+        "--search-splits", default="test", help="search-quality query splits: dev, test or both"
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
 

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-#: RRF constant of Cormack et al. (2009).
-RRF_K = 60
+from fashionclip.index.hybrid import RRF_K  # the one RRF constant (catalog search uses it too)
 
 
 def majority_class(labels: Sequence[str]) -> str:

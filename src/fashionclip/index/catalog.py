@@ -28,6 +28,7 @@ from fashionclip.errors import FashionCLIPError, ModelMismatchError
 from fashionclip.index import filters as filtering
 from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex, backend_class
 from fashionclip.index.backends.exact import GATHER_FRACTION
+from fashionclip.index.hybrid import HybridSearch, query_vector, ranking
 from fashionclip.index.indexer import Indexer, IndexReport
 from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
 from fashionclip.index.lock import writer_lock, writes
@@ -35,10 +36,8 @@ from fashionclip.index.query import (
     EncodeHook,
     Query,
     check_columns,
-    check_dimension,
     check_filters,
     require_one_input,
-    unit_vector,
 )
 from fashionclip.index.snapshot import Snapshot
 from fashionclip.index.store import (
@@ -60,6 +59,7 @@ from fashionclip.index.types import (
     CompactReport,
     ProductNotFoundError,
     SearchResult,
+    SearchResults,
 )
 from fashionclip.utils import normalise_rows
 
@@ -80,6 +80,7 @@ class Catalog:
         self._exact = ExactIndex(identity.embedding_dim)
         self._ann: tuple[str, VectorIndex] | None = None  # (file name, loaded index)
         self._ann_lock = threading.Lock()
+        self.hybrid = HybridSearch(store)  # keyword index, query understanding, fusion weights
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -489,7 +490,9 @@ class Catalog:
         like: str | None = None,
         vector: np.ndarray | Sequence[float] | None = None,
         exact: bool | None = None,
-    ) -> list[SearchResult]:
+        text: str | None = None,
+        mode: str | None = None,
+    ) -> SearchResults:
         """The ``k`` products most similar to a query, best first.
 
         ``query`` is a text (``str``), an image (``pathlib.Path``, bytes, PIL image) or a
@@ -502,8 +505,11 @@ class Catalog:
         ``exact=None``, unfiltered and broadly filtered queries use it (scores stay exact,
         recall is approximate). ``exact=True`` forces the exact scan; ``exact=False``
         requires the ANN index. Same as ``run(Query(...))``.
+
+        ``mode``: vector, keyword or hybrid (None: hybrid for text; :mod:`.hybrid`). ``text=``
+        with ``like=`` or an image composes them. Returns :class:`SearchResults`.
         """
-        inputs: dict[str, Any] = {"text": None, "image": image, "vector": vector, "like": like}
+        inputs: dict[str, Any] = {"text": text, "image": image, "vector": vector, "like": like}
         if query is not None:
             slot = "text" if isinstance(query, str) else "image"
             slot = "vector" if isinstance(query, np.ndarray) else slot
@@ -516,6 +522,7 @@ class Catalog:
                 k=k,
                 filters=filters,
                 exact=exact,
+                mode=mode,
             )
         )
 
@@ -536,7 +543,12 @@ class Catalog:
 
         return traverse(self, product_id, start, end, **options)
 
-    def run(self, query: Query, encode: EncodeHook | None = None) -> list[SearchResult]:
+    def build_text_index(self, fields: Mapping[str, float] | None = None) -> list[str]:
+        """(Re)build the keyword index over ``fields`` (column -> BM25 weight; None: every
+        column). Returns the indexed columns (see :mod:`.text`)."""
+        return self.hybrid.text.build(fields).columns
+
+    def run(self, query: Query, encode: EncodeHook | None = None) -> SearchResults:
         """Run a validated :class:`Query`. ``encode(query)`` turns its text or image into a
         vector (default: the catalog's model); filter columns and the vector's dimension are
         checked against this catalog, before anything is encoded."""
@@ -546,24 +558,26 @@ class Catalog:
             snap, exclude = self._position_of(query.like, snap)
         query.check_columns(snap.columns)
         candidates = filtering.candidates(snap, query.filters, self._store.column_values)
-        if exclude is not None:
-            q = snap.vector_at(exclude)
-        elif query.vector is not None:
-            q = check_dimension(query.vector, self.embedding_dim)
-        else:
-            q = unit_vector((encode or self._encode)(query), self.embedding_dim)
-        index: VectorIndex = self._exact
+        q = query_vector(query, snap, exclude, encode or self._encode, self.embedding_dim)
         ann = None if query.exact else self._ann_for(snap)
         if query.exact is False and ann is None:
             raise FashionCLIPError(
                 "exact=False needs a current ANN index: run Catalog.build_ann() "
                 "(or `fashionclip index --ann`)"
             )
-        selective = candidates is not None and len(candidates) < GATHER_FRACTION * snap.n_rows
-        if ann is not None and (query.exact is False or not selective):
-            index = ann
-        positions, scores = index.search(snap, q, int(query.k or 0), candidates, exclude)
-        return self._results(snap, positions, scores)
+
+        def vector_search(n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            selective = allowed is not None and len(allowed) < GATHER_FRACTION * snap.n_rows
+            index: VectorIndex = self._exact
+            if ann is not None and (query.exact is False or not selective):
+                index = ann
+            return index.search(snap, q, n, allowed, exclude)
+
+        positions, scores, understood = ranking(
+            self.hybrid, snap, query, vector_search, candidates, exclude
+        )
+        found = self._results(snap, positions, scores)
+        return SearchResults(found, mode=str(query.mode), understood=understood)
 
     # -- internals ---------------------------------------------------------------------------
 

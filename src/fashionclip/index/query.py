@@ -21,8 +21,9 @@ import numpy as np
 from fashionclip.errors import InvalidQueryError
 
 FilterValue = str | int | float | bool
-#: Search modes. Only "vector" (embedding similarity) exists; keyword/hybrid come later.
-MODES = ("vector",)
+#: Search modes: embedding similarity, BM25 over the text index, and their fusion (the
+#: default for queries with text; see :mod:`fashionclip.index.hybrid`).
+MODES = ("vector", "keyword", "hybrid")
 #: Longest product id accepted in a query.
 MAX_ID_CHARS = 1024
 #: Encodes the text or image of a query into a vector (e.g. under a service's model lock).
@@ -42,7 +43,10 @@ class QueryLimits:
 @dataclass(frozen=True, eq=False)
 class Query:
     """Exactly one of ``text``, ``image``, ``vector`` or ``like`` (a product id), plus ``k``
-    and ``filters`` (column -> accepted values, ANDed across columns).
+    and ``filters`` (column -> accepted values, ANDed across columns). ``text`` may also come
+    with ``image`` or ``like``: a composed query ("like 4025, but red").
+
+    ``mode`` is one of :data:`MODES`; None means "hybrid" when there is text, else "vector".
 
     After construction ``text`` is white-space folded, ``vector`` is a unit float32 row,
     ``k`` an int and ``filters`` a dict of column -> list of values (empty: no filter).
@@ -56,16 +60,19 @@ class Query:
     like: str | None = None
     k: int | None = None
     filters: Mapping[str, Any] | None = None
-    mode: str = "vector"
+    mode: str | None = None
     exact: bool | None = None
     limits: QueryLimits = field(default_factory=QueryLimits, repr=False)
 
     def __post_init__(self) -> None:
-        require_one_input(self.text, self.image, self.vector, self.like)
-        if self.mode not in MODES:
-            raise InvalidQueryError(f"unknown search mode {self.mode!r}; known: {MODES}")
+        composable = self.text is not None and (self.image is not None or self.like is not None)
+        if composable:
+            require_one_input(self.image, self.vector, self.like)
+        else:
+            require_one_input(self.text, self.image, self.vector, self.like)
         limits = self.limits
         set_ = object.__setattr__
+        set_(self, "mode", check_mode(self.mode, self.text is not None))
         if self.text is not None:
             set_(self, "text", check_text(self.text, limits.max_query_chars))
         if self.like is not None:
@@ -79,11 +86,18 @@ class Query:
 
     @property
     def kind(self) -> str:
-        """ "text", "image", "vector" or "like"."""
-        for name in ("text", "image", "vector", "like"):
+        """ "text", "image", "vector" or "like" (a composed query: its image or product)."""
+        for name in ("like", "image", "vector", "text"):
             if getattr(self, name) is not None:
                 return name
         raise AssertionError("unreachable: a query has exactly one input")
+
+    def part(self, name: str) -> Query:
+        """This query's ``name`` input ("text" or "image") alone: what an encode hook gets
+        for each half of a composed query (the query itself when it is not composed)."""
+        if self.kind == name and (name == "text" or self.text is None):
+            return self
+        return Query(**{name: getattr(self, name)}, mode="vector")
 
     @property
     def needs_encoding(self) -> bool:
@@ -106,6 +120,17 @@ def require_one_input(*inputs: object) -> None:
         raise InvalidQueryError(
             "give exactly one of: a text or image query, image=, like= or vector="
         )
+
+
+def check_mode(mode: object, has_text: bool) -> str:
+    """The search mode (None: "hybrid" with text, else "vector"); keyword and hybrid need text."""
+    if mode is None:
+        return "hybrid" if has_text else "vector"
+    if mode not in MODES:
+        raise InvalidQueryError(f"unknown search mode {mode!r}; the modes are: {', '.join(MODES)}")
+    if mode != "vector" and not has_text:
+        raise InvalidQueryError(f"search mode {mode!r} needs query text (words to search for)")
+    return str(mode)
 
 
 def check_columns(names: Collection[str], columns: Collection[str], where: str = "catalog") -> None:

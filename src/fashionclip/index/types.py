@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,8 @@ class CatalogModel:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One hit, best first in a result list; ``score`` is the cosine similarity."""
+    """One hit, best first in a result list; ``score`` is the cosine similarity (vector
+    mode) or the fused / BM25 score (hybrid / keyword mode)."""
 
     id: str
     score: float
@@ -66,6 +67,28 @@ class SearchResult:
             "image": None if self.image is None else str(self.image),
             "metadata": self.metadata,
         }
+
+
+class SearchResults(list[SearchResult]):
+    """The hits of a search, best first (a plain list), plus how the query was run.
+
+    ``mode``: the search mode used ("vector", "keyword" or "hybrid"). ``understood``: the
+    catalog values recognised in the query text, e.g. ``{"baseColour": "Red", "articleType":
+    "Dresses"}`` (a list when several values of a column were recognised); used as soft
+    boosts by hybrid search and meant to be shown as removable chips. In hybrid and keyword
+    modes ``score`` is the fused or BM25 score, not a cosine similarity.
+    """
+
+    def __init__(
+        self,
+        hits: Iterable[SearchResult] = (),
+        *,
+        mode: str = "vector",
+        understood: Mapping[str, str | list[str]] | None = None,
+    ) -> None:
+        super().__init__(hits)
+        self.mode = mode
+        self.understood: dict[str, str | list[str]] = dict(understood or {})
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ _UPLOAD_PATHS = frozenset({"/api/search/image", "/api/classify"})
 _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "faults.js": "text/javascript; charset=utf-8",
+    "hybrid.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "traverse.js": "text/javascript; charset=utf-8",
     "traverse.css": "text/css; charset=utf-8",
@@ -460,7 +461,7 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
     def search_text(body: TextSearchIn) -> dict[str, Any]:
         """Products matching a text query, best first."""
         found = service.search_text(
-            body.query, k=body.k, filters=body.filters, compare=body.compare
+            body.query, k=body.k, filters=body.filters, compare=body.compare, mode=body.mode
         )
         return _with_urls(found.to_dict(), service.catalog)
 
@@ -468,7 +469,12 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
     def search_like(body: LikeSearchIn) -> dict[str, Any]:
         """More like this: products most similar to a catalog product."""
         found = service.more_like_this(
-            body.id, k=body.k, filters=body.filters, compare=body.compare
+            body.id,
+            k=body.k,
+            filters=body.filters,
+            compare=body.compare,
+            text=body.text,
+            mode=body.mode,
         )
         return _with_urls(found.to_dict(), service.catalog)
 
@@ -483,8 +489,10 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
         k: Annotated[int | None, Form(description="Number of results, 1..max_k")] = None,
         filters: Annotated[str | None, Form(description="JSON object; " + FILTERS_DOC)] = None,
         compare: Annotated[bool, Form(description="Also answer with the compare model")] = False,
+        text: Annotated[str | None, Form(description="Words refining the image (composed)")] = None,
+        mode: Annotated[str | None, Form(description="vector, keyword or hybrid")] = None,
     ) -> dict[str, Any]:
-        """Products that look like an uploaded image."""
+        """Products that look like an uploaded image (with ``text``: "like this, but red")."""
         data = _read_upload(image, service.limits.max_upload_bytes)
         found = service.search_image(
             data,
@@ -492,6 +500,8 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             filters=_parse_form_filters(filters),
             compare=compare,
             filename=image.filename,
+            text=text,
+            mode=mode,
         )
         return _with_urls(found.to_dict(), service.catalog)
 

@@ -16,11 +16,15 @@ FILTERS_DOC = (
 )
 
 
+MODE_DOC = "vector, keyword or hybrid; default: hybrid when there is query text, else vector."
+
+
 class TextSearchIn(BaseModel):
     query: str = Field(description="What to look for, e.g. 'red summer dress'.")
     k: StrictInt | None = Field(None, description="Number of results, 1..max_k (GET /api/info).")
     filters: FiltersIn | None = Field(None, description=FILTERS_DOC)
     compare: bool = Field(False, description="Also answer with the compare model.")
+    mode: str | None = Field(None, description=MODE_DOC)
 
 
 class LikeSearchIn(BaseModel):
@@ -28,6 +32,10 @@ class LikeSearchIn(BaseModel):
     k: StrictInt | None = Field(None, description="Number of results, 1..max_k.")
     filters: FiltersIn | None = Field(None, description=FILTERS_DOC)
     compare: bool = Field(False, description="Also answer with the compare model.")
+    text: str | None = Field(
+        None, description="Words that refine the product: 'like this, but red' (composed)."
+    )
+    mode: str | None = Field(None, description=MODE_DOC)
 
 
 class TimingOut(BaseModel):
@@ -53,6 +61,11 @@ class ResultListOut(BaseModel):
     results: list[HitOut]
     timing: TimingOut
     error: str | None = Field(None, description="Why the compare side has no results.")
+    mode: str | None = Field(None, description="The search mode used.")
+    understood: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Catalog values recognised in the query text, e.g. {"baseColour": "Red"}.',
+    )
 
 
 class SearchOut(BaseModel):
@@ -63,6 +76,10 @@ class SearchOut(BaseModel):
     results: ResultListOut
     compare: ResultListOut | None
     took_ms: float = Field(description="Server time for the whole request.")
+    mode: str | None = Field(None, description="The search mode used (catalog side).")
+    understood: dict[str, Any] = Field(
+        default_factory=dict, description="Catalog values recognised in the query text."
+    )
 
 
 class LabelScoreOut(BaseModel):

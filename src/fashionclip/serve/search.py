@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,6 +126,8 @@ class ResultList:
     hits: list[Hit]
     timing: Timing
     error: str | None = None
+    mode: str | None = None
+    understood: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +136,8 @@ class ResultList:
             "results": [hit.to_dict() for hit in self.hits],
             "timing": self.timing.to_dict(),
             "error": self.error,
+            "mode": self.mode,
+            "understood": self.understood,
         }
 
 
@@ -158,6 +162,8 @@ class SearchResponse:
             "results": self.results.to_dict(),
             "compare": None if self.compare is None else self.compare.to_dict(),
             "took_ms": round(self.took_ms, 3),
+            "mode": self.results.mode,
+            "understood": self.results.understood,
         }
 
 
@@ -383,10 +389,11 @@ class SearchService:
         k: int | None = None,
         filters: Filters | None = None,
         compare: bool = False,
+        mode: str | None = None,
     ) -> SearchResponse:
-        """Products matching a text query, best first."""
+        """Products matching a text query, best first (``mode``: see Query)."""
         started = time.perf_counter()
-        query_ = self._query(compare, text=query, k=k, filters=filters)
+        query_ = self._query(compare, text=query, k=k, filters=filters, mode=mode)
         lists = [self._search_side(side, query_) for side in self._sides(compare)]
         return self._response({"text": query_.text}, query_, lists, started)
 
@@ -398,13 +405,18 @@ class SearchService:
         filters: Filters | None = None,
         compare: bool = False,
         filename: str | None = None,
+        text: str | None = None,
+        mode: str | None = None,
     ) -> SearchResponse:
-        """Products that look like an uploaded image (its bytes), best first."""
+        """Products that look like an uploaded image (its bytes), best first; with ``text``
+        a composed query."""
         started = time.perf_counter()
         image = self.decode_upload(data)
-        query = self._query(compare, image=image, k=k, filters=filters)
+        query = self._query(compare, image=image, k=k, filters=filters, text=text, mode=mode)
         lists = [self._search_side(side, query) for side in self._sides(compare)]
         shown = {"image": filename or "upload", "width": image.width, "height": image.height}
+        if query.text is not None:
+            shown["text"] = query.text
         return self._response(shown, query, lists, started)
 
     def more_like_this(
@@ -414,14 +426,20 @@ class SearchService:
         k: int | None = None,
         filters: Filters | None = None,
         compare: bool = False,
+        text: str | None = None,
+        mode: str | None = None,
     ) -> SearchResponse:
-        """Products most similar to a catalog product (excluded from its own results)."""
+        """Products most similar to a catalog product (excluded from its own results);
+        with ``text``, a composed query ("like this, but red")."""
         started = time.perf_counter()
-        query = self._query(compare, like=product_id, k=k, filters=filters)
+        query = self._query(compare, like=product_id, k=k, filters=filters, text=text, mode=mode)
         lists = [self._like_side(side, query) for side in self._sides(compare)]
         product = self._primary.catalog.get(str(query.like))
         title = self._title(str(query.like), product.metadata if product else {})
-        return self._response({"id": query.like, "title": title}, query, lists, started)
+        shown = {"id": query.like, "title": title}
+        if query.text is not None:
+            shown["text"] = query.text
+        return self._response(shown, query, lists, started)
 
     def traverse(
         self,
@@ -570,7 +588,11 @@ class SearchService:
         found = side.catalog.run(query, encode=side.encode_hook(timing))
         searched = time.perf_counter() - began - timing["queue"] - timing["encode"]
         times = Timing(1000 * timing["queue"], 1000 * timing["encode"], 1000 * searched)
-        return ResultList(side.name, side.model.name, self._hits(found), times)
+        mode = getattr(found, "mode", query.mode)
+        understood = dict(getattr(found, "understood", {}))
+        return ResultList(
+            side.name, side.model.name, self._hits(found), times, None, mode, understood
+        )
 
     def _like_side(self, side: _Side, query: Query) -> ResultList:
         try:

@@ -142,9 +142,11 @@ async function run() {
   try {
     let result;
     if (state.mode === "text") {
-      result = await postJSON("/api/search/text", { query: state.text, k, filters, compare });
+      const extra = window.fcHybrid ? window.fcHybrid.extend("text") : {};
+      result = await postJSON("/api/search/text", { query: state.text, k, filters, compare, ...extra });
     } else if (state.mode === "like") {
-      result = await postJSON("/api/search/like", { id: state.like.id, k, filters, compare });
+      const extra = window.fcHybrid ? window.fcHybrid.extend("like") : {};
+      result = await postJSON("/api/search/like", { id: state.like.id, k, filters, compare, ...extra });
     } else {
       const form = new FormData();
       form.append("image", state.file, state.file.name || "upload");
@@ -155,6 +157,7 @@ async function run() {
     }
     if (seq !== state.seq) return;
     render(result.data, result.ms);
+    if (window.fcHybrid) window.fcHybrid.show(result.data);
   } catch (err) {
     if (seq !== state.seq) return;
     fail(err.message); // never leave the previous search's results under an error

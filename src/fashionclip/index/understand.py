@@ -1,0 +1,206 @@
+"""Query understanding: catalog vocabulary recognised in a text query.
+
+The vocabulary is the set of values of the catalog's attribute columns (columns with few
+distinct text values: colours, genders, article types, usage, season, a brand column when a
+catalog has one). A query's words are lower-cased, possessives dropped ("women's" -> "women")
+and put in the singular (:func:`fashionclip.data.captions.singular_word`), then matched
+longest phrase first against the values ("formal shoes" before "formal"), joined forms
+("t shirt" -> "Tshirts"), the everyday synonyms of :data:`SYNONYMS`, the WordNet names of
+``data/article_synonyms.json``, and last close misspellings (difflib, words of 4+ letters).
+
+The result, ``{column: [values]}``, is used by :mod:`.hybrid` as a soft boost (never a hard
+filter) and returned with the results so that a page can show it as removable chips.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+
+from fashionclip.data.captions import singular_word
+from fashionclip.index.text import WORD
+
+#: Everyday words -> (column, catalog values). Applied only where the catalog has that column
+#: and value. The one synonym table of the project's search.
+SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lady": ("gender", ("Women",)),
+    "woman": ("gender", ("Women",)),
+    "female": ("gender", ("Women",)),
+    "her": ("gender", ("Women",)),
+    "man": ("gender", ("Men",)),
+    "male": ("gender", ("Men",)),
+    "gent": ("gender", ("Men",)),
+    "him": ("gender", ("Men",)),
+    "kid": ("gender", ("Boys", "Girls")),
+    "child": ("gender", ("Boys", "Girls")),
+    "children": ("gender", ("Boys", "Girls")),
+    "trainer": ("articleType", ("Sports Shoes",)),
+    "sneaker": ("articleType", ("Casual Shoes", "Sports Shoes")),
+    "running shoe": ("articleType", ("Sports Shoes",)),
+    "tee": ("articleType", ("Tshirts",)),
+    "t shirt": ("articleType", ("Tshirts",)),
+    "tshirt": ("articleType", ("Tshirts",)),
+    "polo": ("articleType", ("Tshirts",)),
+    "pant": ("articleType", ("Trousers",)),
+    "denim": ("articleType", ("Jeans",)),
+    "hoodie": ("articleType", ("Sweatshirts",)),
+    "jumper": ("articleType", ("Sweaters",)),
+    "cap": ("articleType", ("Caps",)),
+    "fragrance": ("articleType", ("Perfume and Body Mist", "Deodorant")),
+    "navy": ("baseColour", ("Navy Blue",)),
+    "gray": ("baseColour", ("Grey",)),
+    "golden": ("baseColour", ("Gold",)),
+    "violet": ("baseColour", ("Purple",)),
+    "office": ("usage", ("Formal",)),
+    "party": ("usage", ("Party",)),
+}
+#: WordNet names that are also everyday words or brand names in catalogs ("turtle", "band").
+_NOISY_ALIASES = frozenset(
+    [
+        "turtle",
+        "band",
+        "lid",
+        "sack",
+        "shift",
+        "hunter",
+        "brace",
+        "sailor",
+        "jersey",
+        "bag",
+        "sheath",
+        "uplift",
+        "ticker",
+        "chap",
+        "spat",
+        "pusher",
+        "thong",
+        "locker",
+        "vest",
+        "shorts",
+        "kurta",
+        "pant",
+        "gown",
+        "jumper",
+    ]
+)
+MIN_FUZZY_LETTERS = 4
+FUZZY_CUTOFF = 0.8
+_POSSESSIVE = re.compile(r"(?<=\w)['’`]s?\b", re.UNICODE)
+
+Phrase = tuple[str, ...]
+Understood = dict[str, list[str]]
+
+
+def normalise_words(text: str) -> list[str]:
+    """Lower-case singular words of ``text``, possessives dropped."""
+    plain = _POSSESSIVE.sub("", text.lower())
+    return [singular_word(w) for w in WORD.findall(plain)]
+
+
+def _phrase(text: str) -> Phrase:
+    return tuple(normalise_words(text))
+
+
+def _wordnet_aliases() -> dict[str, list[str]]:
+    source = resources.files("fashionclip.data").joinpath("article_synonyms.json")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    aliases = data.get("aliases", {})
+    return aliases if isinstance(aliases, dict) else {}
+
+
+@dataclass
+class Vocabulary:
+    """Phrases of the catalog's attribute values -> (column, value) pairs."""
+
+    phrases: dict[Phrase, list[tuple[str, str]]] = field(default_factory=dict)
+    joined: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    longest: int = 1
+
+    @classmethod
+    def build(cls, values: Mapping[str, Sequence[object]]) -> Vocabulary:
+        """From ``{column: distinct values}``: catalog values, then synonyms and aliases."""
+        vocab = cls()
+        # A value in several columns (subCategory "Watches", articleType "Watches") is
+        # understood in the column with most distinct values: the finest one.
+        finest: dict[str, str] = {}
+        for column in sorted(values, key=lambda c: -len(values[c])):
+            for value in values[column]:
+                if isinstance(value, str) and value.strip() and not _is_number(value):
+                    finest.setdefault(value, column)
+        present = {(c, v) for v, c in finest.items()}
+        for value, column in finest.items():
+            vocab._add(_phrase(value), [(column, value)], primary=True)
+        for word, (column, wanted) in SYNONYMS.items():
+            vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
+        by_value = {v: c for c, v in present}
+        for value, names in _wordnet_aliases().items():
+            if value not in by_value:
+                continue
+            for name in names:
+                if name.lower() not in _NOISY_ALIASES:
+                    vocab._add(_phrase(name), [(by_value[value], value)])
+        return vocab
+
+    def _add(self, phrase: Phrase, pairs: list[tuple[str, str]], primary: bool = False) -> None:
+        if not phrase or not pairs or (phrase in self.phrases and not primary):
+            return  # a catalog value wins over a synonym of another value
+        if primary and any(c != pairs[0][0] for c, _ in self.phrases.get(phrase, [])):
+            return  # "Dress" (subCategory) after "Dresses" (articleType): the finer one only
+        for target in (
+            self.phrases.setdefault(phrase, []),
+            self.joined.setdefault("".join(phrase), []),
+        ):
+            target.extend(p for p in pairs if p not in target)
+        self.longest = max(self.longest, len(phrase))
+
+    def understand(self, text: str) -> Understood:
+        """``{column: [values]}`` recognised in ``text`` (empty when nothing is)."""
+        words = normalise_words(text)[:64]
+        found: Understood = {}
+        i = 0
+        while i < len(words):
+            for n in range(min(self.longest, len(words) - i), 0, -1):
+                gram = tuple(words[i : i + n])
+                pairs = self.phrases.get(gram) or self.joined.get("".join(gram))
+                if pairs is None and n == 1:
+                    pairs = self._fuzzy(gram[0])
+                if pairs:
+                    for column, value in pairs:
+                        listed = found.setdefault(column, [])
+                        if value not in listed:
+                            listed.append(value)
+                    i += n
+                    break
+            else:
+                i += 1
+        return found
+
+    def _fuzzy(self, word: str) -> list[tuple[str, str]] | None:
+        if len(word) < MIN_FUZZY_LETTERS or word.isdigit():
+            return None
+        # Only keys of a similar length can reach the cutoff (ratio <= 2 * min / (a + b)):
+        # at most a third shorter or half longer than the word.
+        n = len(word)
+        keys = [k for k in self.joined if -(n // 3) - 1 <= len(k) - n <= n // 2 + 1]
+        close = difflib.get_close_matches(word, keys, n=1, cutoff=FUZZY_CUTOFF)
+        return self.joined[close[0]] if close else None
+
+
+def chips(understood: Mapping[str, Sequence[str]]) -> dict[str, str | list[str]]:
+    """The understood query as shown to people: a single value as a string, else a list."""
+    return {c: (list(v)[0] if len(v) == 1 else list(v)) for c, v in understood.items()}
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
