@@ -1,8 +1,9 @@
 """Command line: thin wrappers over the library, one `_cmd_*` function per subcommand.
 
-Subcommands live by subject (`catalog.py`: info, index, search; `models.py`: classify,
-evaluate, train; `serve.py`: serve); each module's ``register`` adds its parsers. User errors
-(FashionCLIPError) print one line on stderr and exit with status 2, no traceback.
+Subcommands live by subject (`catalog.py`: info, index, search; `recommend.py`: traverse;
+`maintain.py`: check, text-index; `models.py`: classify, evaluate, train; `serve.py`:
+serve); each module's ``register`` adds its parsers. User errors (FashionCLIPError) print
+one line on stderr and exit with status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fashionclip.cli import catalog, models, serve
+from fashionclip.cli import catalog, maintain, models, recommend, serve
 from fashionclip.errors import FashionCLIPError
 
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with CLIP-style fashion models.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (catalog, models, serve):
+    for module in (catalog, recommend, maintain, models, serve):
         module.register(commands)
     return parser
 

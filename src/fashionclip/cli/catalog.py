@@ -1,5 +1,4 @@
-"""Catalog commands: `info`, `index` (build or update a catalog), `search`, `text-index`,
-`traverse` and `check`."""
+"""Catalog commands: `info`, `index` (build or update a catalog) and `search`."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fashionclip.cli.common import add_model_options, load_model, print_json
+from fashionclip.cli.common import add_model_options, load_model, parse_filters, print_json
 from fashionclip.errors import FashionCLIPError, ModelMismatchError
 from fashionclip.index.lock import writer_lock
 from fashionclip.index.query import MODES
@@ -204,17 +203,6 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- search
-def _parse_filters(items: Sequence[str] | None) -> dict[str, list[str]]:
-    """``col=value`` options; repeating a column accepts any of its values."""
-    filters: dict[str, list[str]] = {}
-    for item in items or []:
-        column, sep, value = item.partition("=")
-        if not sep or not column.strip():
-            raise FashionCLIPError(f"--filter must look like COLUMN=VALUE, got {item!r}")
-        filters.setdefault(column.strip(), []).append(value.strip())
-    return filters
-
-
 def _cmd_search(args: argparse.Namespace) -> int:
     from fashionclip.errors import InvalidQueryError
     from fashionclip.index import Catalog, Query
@@ -226,8 +214,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
             "(a query text may also refine --image or --like)"
         )
     with Catalog.open(args.catalog) as catalog:
-        filters = _parse_filters(args.filter)
-        for column, values in _parse_filters(args.filter_if_present).items():
+        filters = parse_filters(args.filter)
+        for column, values in parse_filters(args.filter_if_present).items():
             if column in catalog.columns:
                 filters.setdefault(column, []).extend(values)
             else:
@@ -391,216 +379,8 @@ def _add_search(commands: Any) -> None:
     search.set_defaults(handler=_cmd_search)
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    from fashionclip.index.check import check_catalog, damage_error, repair_catalog
-
-    report = check_catalog(args.catalog)
-    if args.repair and report.fatal:
-        print(f"{args.catalog}: {damage_error(Path(args.catalog), report)}")
-        return 1
-    if not (args.repair and report.problems):
-        return _print_check(args, report)
-
-    def load(name: str) -> Any:
-        return load_model(args.model or name, args.device, args.allow_pickle)
-
-    repaired = repair_catalog(args.catalog, load)
-    after = check_catalog(args.catalog)
-    if args.json:
-        extra = {"before": report.to_dict(), "repair": repaired.to_dict()}
-        return _print_check(args, after, extra)
-    for problem in report.problems:
-        print(f"was damaged ({problem.check}): {problem.message}")
-    print(
-        f"repaired: dropped {len(repaired.dropped_segments)} damaged segments, salvaged "
-        f"{repaired.salvaged} intact vectors, re-embedded {repaired.reembedded} products, "
-        f"ANN index {repaired.ann}"
-    )
-    for lost in repaired.lost[: args.max_failures]:
-        print(f"not recovered {lost['id']} ({lost['image']}): {lost['reason']}")
-    if repaired.lost:
-        print(f"{len(repaired.lost)} products not recovered; listed in repair-report.json")
-    return _print_check(args, after)
-
-
-def _print_check(args: argparse.Namespace, report: Any, extra: dict[str, Any] | None = None) -> int:
-    """Print a check report (text or JSON); the exit status: 0 healthy, 1 damaged."""
-    from fashionclip.index.check import damage_error
-
-    if args.json:
-        print_json({**report.to_dict(), **(extra or {})})
-        return 0 if report.ok else 1
-    for problem in report.problems:
-        print(f"damaged ({problem.check}): {problem.message}")
-    for warning in report.warnings:
-        print(f"warning: {warning}")
-    if report.ok:
-        print(
-            f"{args.catalog}: ok ({report.products} products in {report.segments} segments; "
-            f"checked {', '.join(report.checks)})"
-        )
-        return 0
-    if report.fatal:
-        print(f"{args.catalog}: {damage_error(Path(args.catalog), report)}")
-    else:
-        print(f"{args.catalog}: damaged; run again with --repair to salvage it")
-    return 1
-
-
-def _add_check(commands: Any) -> None:
-    check = commands.add_parser(
-        "check",
-        help="check a catalog's integrity; --repair salvages a damaged one",
-        description="Check that the database is sound, every committed segment is present "
-        "with the right shape, every product points at a live slot and the ANN index is "
-        "readable. Exit status 0 when healthy, 1 when damaged. --repair keeps the intact rows "
-        "of damaged segments, re-embeds the other products they held from their stored image "
-        "paths (with --model, default the catalog's model) and rebuilds a broken ANN index; "
-        "intact vectors are never dropped.",
-    )
-    add_model_options(check)
-    check.add_argument("--catalog", required=True, help="catalog folder")
-    check.add_argument("--repair", action="store_true", help="salvage a damaged catalog")
-    check.add_argument("--max-failures", type=int, default=20, help="lost products to print")
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.set_defaults(handler=_cmd_check)
-
-
-def _cmd_text_index(args: argparse.Namespace) -> int:
-    from fashionclip.index import Catalog
-
-    fields = None
-    if args.field:
-        fields = {}
-        for item in args.field:
-            column, _, weight = item.partition("=")
-            try:
-                fields[column.strip()] = float(weight) if weight else 1.0
-            except ValueError:
-                raise FashionCLIPError(
-                    f"--field must look like COLUMN[=WEIGHT], got {item!r}"
-                ) from None
-    with Catalog.open(args.catalog) as catalog:
-        columns = catalog.build_text_index(fields)
-    print(f"{args.catalog}: text index built over {', '.join(columns)}")
-    return 0
-
-
-def _add_text_index(commands: Any) -> None:
-    text = commands.add_parser(
-        "text-index",
-        help="(re)build a catalog's keyword index",
-        description="Build the keyword (full-text) index of a catalog now instead of at its "
-        "first keyword or hybrid search; --field chooses the columns and BM25 weights.",
-    )
-    text.add_argument("--catalog", required=True, help="catalog folder")
-    text.add_argument(
-        "--field",
-        action="append",
-        metavar="COLUMN[=WEIGHT]",
-        help="index this metadata column (weight 1 by default); repeat. Default: every column",
-    )
-    text.set_defaults(handler=_cmd_text_index)
-
-
 def register(commands: Any) -> None:
     """Add this module's subcommands to the ``fashionclip`` parser."""
     _add_info(commands)
     _add_index(commands)
     _add_search(commands)
-    _add_text_index(commands)
-    _add_traverse(commands)
-    _add_check(commands)
-
-
-# ------------------------------------------------------------------------------------ traverse
-def _cmd_traverse(args: argparse.Namespace) -> int:
-    from fashionclip.index import Catalog, ProductNotFoundError
-    from fashionclip.index.traverse import DEFAULT_KEEP, check_method, check_phrases
-
-    check_phrases(args.start, args.end)  # before any model is loaded
-    check_method(args.method)
-    with Catalog.open(args.catalog) as catalog:
-        if catalog.get(args.like) is None:  # before loading the model
-            raise ProductNotFoundError(f"no product {args.like!r} in catalog {args.catalog}")
-        keep = args.keep
-        if keep is None:
-            keep = DEFAULT_KEEP if DEFAULT_KEEP in catalog.columns else ""
-        name = args.model or catalog.model_identity.name
-        catalog.attach_model(load_model(name, args.device, args.allow_pickle))
-        steps = catalog.traverse(
-            args.like,
-            args.start,
-            args.end,
-            steps=args.steps,
-            per_step=args.per_step,
-            step_size=args.step_size,
-            neighbourhood=args.neighbourhood,
-            filters=_parse_filters(args.filter),
-            keep=keep or None,
-            method=args.method,
-        )
-    if args.json:
-        print_json([[r.to_dict() for r in step] for step in steps])
-        return 0
-    for number, step in enumerate(steps, 1):
-        print(f"step {number}:")
-        for result in step:
-            title = result.metadata.get(args.title_column) if args.title_column else None
-            label = title if title is not None else ", ".join(map(str, result.metadata.values()))
-            print(f"  {result.score:.4f}  {result.id}  {label}")
-    if not steps:
-        print(f"nothing lies further towards {args.end!r} near {args.like}", file=sys.stderr)
-    return 0
-
-
-def _add_traverse(commands: Any) -> None:
-    from fashionclip.index.traverse import DEFAULT_KEEP, METHODS, WalkSettings
-
-    default = WalkSettings()
-    walk = commands.add_parser(
-        "traverse",
-        help="like this product, but more END than START (e.g. --from light --to dark)",
-        description="Comparative recommendations (GradREC): walk from a product along the "
-        "direction that turns the --from phrase into the --to phrase and print, step by step, "
-        "real products a little further along. See docs/recommend.md.",
-    )
-    add_model_options(walk)
-    walk.add_argument("--catalog", required=True, help="catalog folder")
-    walk.add_argument("--like", required=True, metavar="ID", help="the seed product")
-    walk.add_argument("--from", dest="start", required=True, help="start phrase ('light')")
-    walk.add_argument("--to", dest="end", required=True, help="end phrase ('dark')")
-    walk.add_argument("--steps", type=int, default=default.steps, help="number of steps")
-    walk.add_argument(
-        "--per-step", type=int, default=default.per_step, help="products shown per step"
-    )
-    walk.add_argument(
-        "--step-size",
-        type=float,
-        default=None,
-        help="step width in standard deviations along the direction (default: the reach is "
-        "split into equal steps)",
-    )
-    walk.add_argument(
-        "--neighbourhood",
-        type=int,
-        default=default.neighbourhood,
-        help="how many of the seed's nearest products further along the walk may show",
-    )
-    walk.add_argument(
-        "--keep",
-        default=None,
-        metavar="COLUMN",
-        help=f"stay at the seed's value of COLUMN (default {DEFAULT_KEEP} when the catalog has "
-        "it; '' for none)",
-    )
-    walk.add_argument("--filter", action="append", metavar="COLUMN=VALUE", help="as in search")
-    walk.add_argument("--method", default="gradrec", choices=METHODS, help="the direction")
-    walk.add_argument(
-        "--title-column", default="productDisplayName", help="metadata column shown per hit"
-    )
-    walk.add_argument(
-        "--json", action="store_true", help="print a JSON list of steps, each a list of hits"
-    )
-    walk.set_defaults(handler=_cmd_traverse)
-    _add_text_index(commands)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from fashionclip.errors import FashionCLIPError
 
 if TYPE_CHECKING:
     from fashionclip.models import FashionCLIP
@@ -37,3 +40,14 @@ def add_model_options(parser: argparse.ArgumentParser, required: bool = False) -
         action="store_true",
         help="allow loading pickle (.bin) weights; only for checkpoints you trust",
     )
+
+
+def parse_filters(items: Sequence[str] | None) -> dict[str, list[str]]:
+    """``col=value`` options; repeating a column accepts any of its values."""
+    filters: dict[str, list[str]] = {}
+    for item in items or []:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise FashionCLIPError(f"--filter must look like COLUMN=VALUE, got {item!r}")
+        filters.setdefault(column.strip(), []).append(value.strip())
+    return filters
