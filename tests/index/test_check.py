@@ -96,7 +96,7 @@ def test_broken_database_cannot_be_repaired_and_says_so(three_segments, content,
 def test_healthy_catalog_checks_ok(three_segments):
     report = check_catalog(three_segments)
     assert report.ok and report.products == BATCHES * PER_BATCH and report.segments == BATCHES
-    assert report.checks == ["database", "segments", "products", "ann"]
+    assert report.checks == ["database", "segments", "products", "ann", "text"]
 
 
 def test_repair_reembeds_only_the_lost_products(three_segments, fake_model):
@@ -234,3 +234,23 @@ def test_ann_left_behind_by_a_compaction_is_a_warning_not_damage(three_segments)
     report = check_catalog(three_segments)
     assert report.ok and len(report.warnings) == 1 and "compaction" in report.warnings[0]
     assert main(["check", "--catalog", str(three_segments)]) == 0
+
+
+def test_keyword_index_out_of_step_is_reported_and_rebuilt(three_segments):
+    """The check covers the keyword (FTS5) index too: rows edited behind the triggers' back."""
+    with Catalog.open(three_segments) as catalog:
+        catalog.build_text_index()
+        assert check_catalog(three_segments).ok
+        with catalog.store.write() as con:  # what a hand edit or a damaged page could leave
+            con.execute(
+                "DELETE FROM product_text WHERE rowid IN (SELECT slot FROM products LIMIT 2)"
+            )
+    report = check_catalog(three_segments)
+    assert [p.check for p in report.problems] == ["text"]
+    assert "2 products have no keyword row" in report.problems[0].message
+    repaired = repair_catalog(three_segments, lambda name: pytest.fail("no model needed"))
+    assert repaired.text == "rebuilt" and repaired.reembedded == 0
+    assert check_catalog(three_segments).ok
+    with Catalog.open(three_segments) as catalog:
+        found = catalog.search("0", mode="keyword", k=50)  # batch 0, or i 0 in another batch
+        assert len(found) == PER_BATCH + BATCHES - 1

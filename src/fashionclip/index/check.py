@@ -182,12 +182,31 @@ def _check_ann(ctx: _Context) -> list[Problem]:
     return []
 
 
-#: The checks, in order. Text indexes etc. add an entry here.
+def _check_text(ctx: _Context) -> list[Problem]:
+    """The keyword index, when there is one, holds exactly one row per product (the triggers
+    keep it so; a disagreement means the file was edited or damaged behind SQLite's back)."""
+    from fashionclip.index.text import TextIndex
+
+    text = TextIndex(ctx.store)
+    try:
+        if text.fields() is None:
+            return []
+        missing, stale = text.disagreement()
+    except sqlite3.DatabaseError as exc:
+        return [Problem("text", f"the keyword index is unreadable ({exc})")]
+    if missing or stale:
+        what = f"{missing} products have no keyword row, {stale} keyword rows no product"
+        return [Problem("text", f"the keyword index disagrees with the products ({what})")]
+    return []
+
+
+#: The checks, in order; a new index kind adds an entry here.
 CHECKS: list[tuple[str, Callable[[_Context], list[Problem]]]] = [
     ("database", _check_database),
     ("segments", _check_segments),
     ("products", _check_products),
     ("ann", _check_ann),
+    ("text", _check_text),
 ]
 
 
@@ -252,6 +271,7 @@ class RepairReport:
     reembedded: int = 0
     lost: list[dict[str, Any]] = field(default_factory=list)  # id, image, metadata, reason
     ann: str = "unchanged"  # unchanged | rebuilt | dropped
+    text: str = "unchanged"  # unchanged | rebuilt
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -287,6 +307,7 @@ def repair_catalog(path: str | Path, load_model: Callable[[str], Any]) -> Repair
             store.close()
         _reembed(root, model, lost, report)
         _repair_ann(root, report, found)
+        _repair_text(root, report, found)
         _write_report(root, report, [], "done")
     return report
 
@@ -375,6 +396,22 @@ def _repair_ann(root: Path, report: RepairReport, found: CheckReport) -> None:
         except (FashionCLIPError, ImportError):
             catalog.drop_ann()
             report.ann = "dropped"
+
+
+def _repair_text(root: Path, report: RepairReport, found: CheckReport) -> None:
+    """Rebuild a keyword index that disagrees with the products, with its fields."""
+    from fashionclip.index.text import TextIndex
+
+    if not any(p.check == "text" for p in found.problems):
+        return
+    store = Store(root)
+    try:
+        text = TextIndex(store)
+        fields = text.fields()
+        text.build(None if fields is None or fields.auto else dict(fields.fields))
+        report.text = "rebuilt"
+    finally:
+        store.close()
 
 
 def _lost_entry(p: StoredProduct, reason: str) -> dict[str, Any]:

@@ -288,3 +288,15 @@ class TextIndex:
             return 0
         (n,) = self._store.connection().execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()
         return int(n)
+
+    def disagreement(self) -> tuple[int, int]:
+        """``(products without a text row, text rows without a product)``: (0, 0) when the
+        index is current. Raises ``sqlite3.DatabaseError`` when the table is unreadable."""
+        con = self._store.connection()
+        (missing,) = con.execute(
+            f"SELECT COUNT(*) FROM products WHERE slot NOT IN (SELECT rowid FROM {TABLE})"
+        ).fetchone()
+        (stale,) = con.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE rowid NOT IN (SELECT slot FROM products)"
+        ).fetchone()
+        return int(missing), int(stale)
