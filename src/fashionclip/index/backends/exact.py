@@ -48,7 +48,7 @@ class ExactIndex(VectorIndex):
         Path(path).write_text(json.dumps({"backend": self.name, "dim": self.dim}))
 
     @classmethod
-    def load(cls, path: Path, dim: int, info: AnnInfo) -> ExactIndex:
+    def load(cls, path: Path | str, dim: int, info: AnnInfo) -> ExactIndex:
         saved = json.loads(Path(path).read_text())
         if saved.get("backend") != cls.name or saved.get("dim") != dim:
             raise ValueError(f"{path} is not an exact index of dimension {dim}")
