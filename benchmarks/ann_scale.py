@@ -229,6 +229,10 @@ def query_cases(catalog, folder: Path, rows, args) -> dict:
                 "default_p99_ms": float(np.percentile(an_t, 99)),
                 "recall_at_10": recall(an_out, ex_out, 10),
             }
+            if filt is not None:  # the alternative the rule did not necessarily pick
+                fo_t, fo_out = timed(lambda q: run(q, False), queries)
+                row["ann_forced_p50_ms"] = float(np.percentile(fo_t, 50))
+                row["ann_forced_recall"] = recall(fo_out, ex_out, 10)
             if filt is None and kind == "text":
                 np_t, np_out = timed(lambda q: list(ids[_numpy_top(matrix, q, 10)]), queries)
                 row["numpy_p50_ms"] = float(np.percentile(np_t, 50))

@@ -10,11 +10,10 @@ and which index answers a query.
   :attr:`AnnPolicy.rebuild_dead_fraction` of its keys are tombstones (removed or re-embedded
   products, which search skips).
 * **Which index answers** (:func:`choose`): exact search below the threshold, on request
-  (``Query.exact=True``, ``--exact``) and for selective filters; the ANN index otherwise. A
-  filter keeping fewer than :data:`ANN_FILTER_FRACTION` of the rows is answered by an exact
-  scan of just those rows (always the true filtered top-k); broader filters use the ANN index
-  with an over-fetch scaled by the filter's selectivity and a retry (see
-  ``UsearchIndex.search``). The constants are measured by ``benchmarks/ann_scale.py``; see
+  (``Query.exact=True``, ``--exact``) and for selective filters; the ANN index otherwise. Under
+  a filter the cheaper of two measured costs wins: an exact scan of just the allowed rows
+  (always the true filtered top-k) or the ANN index with an over-fetch scaled by the filter's
+  selectivity and a retry (``UsearchIndex.search``); see :func:`choose`. The constants are measured by ``benchmarks/ann_scale.py``; see
   docs/design.md, "One machine, 1M products".
 * **Bad files.** A missing or unreadable index file never gives a traceback or a wrong answer:
   search falls back to the exact scan (``exact=False`` raises a one-line error) and the next
@@ -48,10 +47,9 @@ DEFAULT_MIN_PRODUCTS = 100_000
 MIN_PRODUCTS_ENV = "FASHIONCLIP_ANN_MIN_PRODUCTS"
 #: Rebuild instead of extending when more than this fraction of the index's keys are dead.
 DEFAULT_REBUILD_DEAD_FRACTION = 0.25
-#: Filters keeping fewer than this fraction of the rows are answered exactly (a gather of
-#: the allowed rows); broader ones by the ANN index with over-fetch. Measured: at 1M rows a
-#: 5% filter's exact gather is faster than an ANN search over-fetching 20x, and exact.
-ANN_FILTER_FRACTION = 0.25
+#: Cost of one HNSW candidate (graph visit plus its exact re-scoring) in units of one row of
+#: an exact gather-and-score; measured with benchmarks/ann_scale.py (about 1.5 on 2 cores).
+ANN_CANDIDATE_COST = 2.0
 
 
 @dataclass(frozen=True)
@@ -221,10 +219,23 @@ def choose(
     """The ANN index when it should answer this query, else None (exact scan).
 
     ``exact=False`` always uses it (the caller checks it exists); ``exact=None`` uses it
-    unfiltered and for filters keeping at least :data:`ANN_FILTER_FRACTION` of the rows.
+    unfiltered, and under a filter when it is the cheaper of: an exact gather of the
+    ``len(candidates)`` allowed rows, or an HNSW search over-fetching ``fetch`` candidates
+    (at least ``expansion_search`` of them), ``fetch`` growing as the filter keeps fewer rows
+    (:func:`ann_filter_cost`). At 1M rows the exact gather wins below about 1% (always the
+    true filtered top-k); broader filters are answered by the index.
     """
     if ann is None or exact:
         return None
     if exact is False or candidates is None:
         return ann
-    return ann if len(candidates) >= ANN_FILTER_FRACTION * snap.n_rows else None
+    return ann if ann_filter_cost(ann, snap.n_live, len(candidates)) < len(candidates) else None
+
+
+def ann_filter_cost(ann: VectorIndex, n_live: int, n_candidates: int, k: int = 10) -> float:
+    """Estimated cost, in gathered rows, of an ANN search under a filter keeping
+    ``n_candidates`` of ``n_live`` rows (the over-fetch ``UsearchIndex.search`` does)."""
+    from fashionclip.index.backends.usearch import FETCH_EXTRA, FETCH_FACTOR
+
+    fetch = max(FETCH_FACTOR * k, k + FETCH_EXTRA) * n_live / max(1, n_candidates)
+    return ANN_CANDIDATE_COST * max(fetch, float(ann.params.get("expansion_search", 0)))
