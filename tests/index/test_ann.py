@@ -70,8 +70,11 @@ def test_builds_automatically_above_the_threshold_and_extends_without_rebuild(
     raw = Index.restore(str(_ann_file(cat)), view=True)
     slots = cat.store.connection().execute("SELECT slot FROM products ORDER BY slot")
     assert all(raw.contains(int(s)) for (s,) in slots)  # old keys stay, new ones are in
-    for q in vectors[:5]:
-        assert _ids(cat.search(vector=q, k=5)) == _ids(cat.search(vector=q, k=5, exact=True))
+    overlap = [
+        len(set(_ids(cat.search(vector=q, k=5))) & set(_ids(cat.search(vector=q, k=5, exact=True))))
+        for q in vectors[:20]
+    ]
+    assert len(overlap) == 20 and np.mean(overlap) >= 4.5  # approximate, but close
     cat.close()
 
 
