@@ -53,7 +53,7 @@ class UsearchIndex(VectorIndex):
         "dtype": "f16",
         "connectivity": 16,
         "expansion_add": 128,
-        "expansion_search": 512,
+        "expansion_search": 2048,
     }
 
     def __init__(self, dim: int, params: Mapping[str, Any] | None = None) -> None:
