@@ -49,8 +49,9 @@ MIN_PRODUCTS_ENV = "FASHIONCLIP_ANN_MIN_PRODUCTS"
 #: Rebuild instead of extending when more than this fraction of the index's keys are dead.
 DEFAULT_REBUILD_DEAD_FRACTION = 0.25
 #: Cost of one HNSW candidate (graph visit plus its exact re-scoring) in units of one row of
-#: an exact gather-and-score; measured with benchmarks/ann_scale.py (about 1.5 on 2 cores).
-ANN_CANDIDATE_COST = 2.0
+#: an exact gather-and-score; measured at 1M (benchmarks/ann_scale.py): an ef-2048 query took
+#: 12.5 ms, a gather of 55k rows 71 ms, i.e. ~6 us vs ~1.3 us.
+ANN_CANDIDATE_COST = 5.0
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def choose(
     unfiltered, and under a filter when it is the cheaper of: an exact gather of the
     ``len(candidates)`` allowed rows, or an HNSW search over-fetching ``fetch`` candidates
     (at least ``expansion_search`` of them), ``fetch`` growing as the filter keeps fewer rows
-    (:func:`ann_filter_cost`). At 1M rows the exact gather wins below about 1% (always the
+    (:func:`ann_filter_cost`). At 1M rows the exact gather wins below about 1.5% (always the
     true filtered top-k); broader filters are answered by the index.
     """
     if ann is None or exact:
