@@ -140,3 +140,20 @@ def _raw_ann_meta(cat: Catalog) -> dict:
     finally:
         con.close()
     return json.loads(value)
+
+
+def test_parallel_scan_matches_the_serial_scan(vector_catalog, monkeypatch):
+    from fashionclip.index.backends import exact
+
+    cat, vectors = vector_catalog
+    snap = cat.snapshot()
+    q = vectors[3]
+    serial = exact.scan_scores(snap, q)
+    monkeypatch.setattr(exact, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(exact, "SCAN_THREADS", 3)
+    monkeypatch.setattr(exact, "_BLOCK_ROWS", 7)  # many blocks, a short last one
+    parallel = exact.scan_scores(snap, q)
+    np.testing.assert_allclose(parallel, serial, rtol=1e-6)
+    np.testing.assert_allclose(parallel, vectors @ q, rtol=1e-5, atol=1e-6)
+    positions, _ = exact.top_k(snap, q, 5, None, None)
+    assert list(positions) == list(np.argsort(-(vectors @ q), kind="stable")[:5])

@@ -191,6 +191,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
         print(f"{catalog_dir}: {report.summary()}; the catalog holds {total} products")
         if ann is not None:
             print(f"ANN index of {ann.size} vectors built in {ann.seconds:.1f}s")
+        elif report.ann is not None:  # the automatic update above the size threshold
+            done = report.ann
+            print(f"ANN index {done['action']} (+{done['added']} vectors, {done['seconds']:.1f}s)")
         for failure in report.failures[: args.max_failures]:
             print(f"failed {failure.id} ({failure.path}): {failure.reason}")
         if len(report.failures) > args.max_failures:

@@ -15,7 +15,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,9 +24,9 @@ import numpy as np
 
 from fashionclip.data.tables import CatalogSource, MetadataValue, ProductRecord
 from fashionclip.errors import FashionCLIPError, ModelMismatchError
+from fashionclip.index import ann as ann_life
 from fashionclip.index import filters as filtering
-from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex, backend_class
-from fashionclip.index.backends.exact import GATHER_FRACTION
+from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex
 from fashionclip.index.hybrid import HybridSearch, query_vector, ranking
 from fashionclip.index.indexer import Indexer, IndexReport
 from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
@@ -81,6 +80,8 @@ class Catalog:
         self._ann: tuple[str, VectorIndex] | None = None  # (file name, loaded index)
         self._ann_lock = threading.Lock()
         self.hybrid = HybridSearch(store)  # keyword index, query understanding, fusion weights
+        #: When :meth:`index` and :meth:`add_embeddings` build and extend the ANN index.
+        self.ann_policy = ann_life.AnnPolicy.from_env()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -370,6 +371,7 @@ class Catalog:
         started = time.perf_counter()
         try:
             indexer.run(list(unique.values()))
+            report.ann = self._update_ann_report(show_progress)
         except BaseException:
             report.interrupted = True
             raise
@@ -390,11 +392,15 @@ class Catalog:
         metadata: Sequence[Mapping[str, MetadataValue]] | None = None,
         images: Sequence[str | os.PathLike[str] | None] | None = None,
         content_hashes: Sequence[str | None] | None = None,
+        *,
+        update_ann: bool = True,
     ) -> None:
         """Store precomputed embeddings (one segment, one transaction), replacing same ids.
 
         For embeddings computed elsewhere (a GPU job, a benchmark). They must come from the
-        catalog's model; rows are L2-normalised before storing.
+        catalog's model; rows are L2-normalised before storing. Then the ANN index is brought
+        up to date (:meth:`update_ann`) unless ``update_ann=False`` (bulk loads: call it once
+        at the end).
         """
         vectors = np.asarray(embeddings, dtype=np.float32)
         n = len(ids)
@@ -418,6 +424,8 @@ class Catalog:
             for pid, img, m, h in zip(ids, paths, metas, hashes, strict=True)
         ]
         self._store.commit_batch(normalise_rows(vectors), rows)
+        if update_ann:
+            self.update_ann()
 
     @writes("removing")
     def remove(self, ids: Iterable[str]) -> int:
@@ -439,34 +447,25 @@ class Catalog:
     def build_ann(
         self, *, backend: str = "usearch", show_progress: bool = False, **params: Any
     ) -> AnnInfo:
-        """Build and persist an approximate index over the live vectors.
+        """Build and persist an approximate index over the live vectors now, whatever the size.
 
-        The default backend is usearch HNSW (``[scale]`` extra) with parameters ``dtype="f16",
-        connectivity=16, expansion_add=128, expansion_search=64``. The build runs without
-        locks; the file is written and registered in one short write transaction. Products
-        added later are scanned exactly next to it and removed ones are skipped; after
-        :meth:`compact`, build it again.
+        Default: usearch HNSW (``[scale]`` extra), parameters in ``UsearchIndex.defaults``.
+        Built without locks, registered in one short write transaction; :meth:`update_ann`
+        extends it as products are added (removed ones are skipped at search time).
         """
-        snap = self.snapshot()
-        if snap.n_live == 0:
-            raise FashionCLIPError("the catalog is empty: nothing to build an ANN index of")
-        try:
-            index = backend_class(backend)(self.embedding_dim, params)
-        except TypeError as exc:
-            raise FashionCLIPError(str(exc)) from None
-        started = time.perf_counter()
-        index.build(snap, show_progress=show_progress)
-        info = AnnInfo(
-            backend=backend,
-            file=f"{backend}-{uuid.uuid4().hex[:12]}.index",
-            segments=list(index.segments),
-            size=index.size,
-            params=dict(index.params),
-            built_at=now_iso(),
-            seconds=round(time.perf_counter() - started, 3),
+        if backend == self.ann_policy.backend:
+            params = {**dict(self.ann_policy.params), **params}
+        return ann_life.build(
+            self._store, self.snapshot(), self.embedding_dim, backend, show_progress, params
         )
-        self._store.set_ann(info.to_meta(), index.save, info.segments)
-        return info
+
+    def update_ann(self, show_progress: bool = False) -> ann_life.AnnUpdate | None:
+        """Build, extend or rebuild the ANN index per :attr:`ann_policy` (see
+        :mod:`fashionclip.index.ann`); None below its size threshold. :meth:`index` and
+        :meth:`add_embeddings` call it."""
+        return ann_life.update(
+            self._store, self.snapshot(), self.embedding_dim, self.ann_policy, show_progress
+        )
 
     @writes("dropping the ANN index")
     def drop_ann(self) -> None:
@@ -476,7 +475,7 @@ class Catalog:
     @property
     def ann_info(self) -> AnnInfo | None:
         """The ANN index's description, or None (also None when it no longer applies)."""
-        return self._ann_usable(self.snapshot())
+        return ann_life.usable_info(self.snapshot())
 
     # -- search ------------------------------------------------------------------------------
 
@@ -559,18 +558,10 @@ class Catalog:
         query.check_columns(snap.columns)
         candidates = filtering.candidates(snap, query.filters, self._store.column_values)
         q = query_vector(query, snap, exclude, encode or self._encode, self.embedding_dim)
-        ann = None if query.exact else self._ann_for(snap)
-        if query.exact is False and ann is None:
-            raise FashionCLIPError(
-                "exact=False needs a current ANN index: run Catalog.build_ann() "
-                "(or `fashionclip index --ann`)"
-            )
+        ann = None if query.exact else self._ann_for(snap, required=query.exact is False)
 
         def vector_search(n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-            selective = allowed is not None and len(allowed) < GATHER_FRACTION * snap.n_rows
-            index: VectorIndex = self._exact
-            if ann is not None and (query.exact is False or not selective):
-                index = ann
+            index = ann_life.choose(snap, allowed, query.exact, ann) or self._exact
             return index.search(snap, q, n, allowed, exclude)
 
         positions, scores, understood = ranking(
@@ -581,17 +572,22 @@ class Catalog:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _ann_usable(self, snap: Snapshot) -> AnnInfo | None:
-        """The ANN info when every segment it covers still exists (compaction invalidates)."""
-        if not snap.ann:
+    def _update_ann_report(self, show_progress: bool) -> dict[str, Any] | None:
+        done = self.update_ann(show_progress)
+        if done is None or done.action == "kept":
             return None
-        info = AnnInfo.from_meta(snap.ann)
-        present = {s.id for s in snap.segments}
-        return info if set(info.segments) <= present else None
+        return {"action": done.action, "added": done.added, "seconds": done.seconds}
 
-    def _ann_for(self, snap: Snapshot) -> VectorIndex | None:
-        info = self._ann_usable(snap)
+    def _ann_for(self, snap: Snapshot, required: bool = False) -> VectorIndex | None:
+        """The loaded ANN index (memory-mapped); None when there is none or its file is bad
+        (exact search then; ``required`` raises the one-line reason instead)."""
+        info = ann_life.usable_info(snap)
         if info is None:
+            if required:
+                raise FashionCLIPError(
+                    "exact=False needs a current ANN index: run Catalog.build_ann() "
+                    "(or `fashionclip index --ann`)"
+                )
             return None
         cached = self._ann
         if cached is not None and cached[0] == info.file:
@@ -599,8 +595,13 @@ class Catalog:
         with self._ann_lock:
             cached = self._ann
             if cached is None or cached[0] != info.file:
-                path = self.path / ANN_DIR / info.file
-                index = backend_class(info.backend).load(path, self.embedding_dim, info)
+                try:
+                    index = ann_life.load(self.path, self.embedding_dim, info)
+                except FashionCLIPError as exc:
+                    if required:
+                        raise
+                    ann_life.log.warning("%s; searching exactly", exc)
+                    return None
                 cached = self._ann = (info.file, index)
         return cached[1]
 

@@ -67,6 +67,8 @@ class IndexReport:
     started_at: str = ""
     finished_at: str = ""
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    #: What the automatic ANN update did (action "built"/"extended", rows added, seconds).
+    ann: dict[str, Any] | None = None
 
     @property
     def images_per_second(self) -> float:

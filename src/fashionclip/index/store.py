@@ -445,16 +445,17 @@ class Store:
             self.write_file(self.root / ANN_DIR, str(meta["file"]), write)
             old = self.get_meta("ann", con)
             self.set_meta(con, "ann", meta)
-        if isinstance(old, dict) and old.get("file") != meta["file"]:
-            self.delete_segment_files([str(old["file"])], self.root / ANN_DIR)
+        old_file = old.get("file") if isinstance(old, dict) else None
+        if isinstance(old_file, str) and old_file != meta["file"]:
+            self.delete_segment_files([old_file], self.root / ANN_DIR)
 
     def drop_ann(self) -> None:
         """Forget the ANN index and delete its file."""
         with self.write() as con:
             old = self.get_meta("ann", con)
             con.execute("DELETE FROM meta WHERE key = 'ann'")
-        if isinstance(old, dict):
-            self.delete_segment_files([str(old["file"])], self.root / ANN_DIR)
+        if isinstance(old, dict) and isinstance(old.get("file"), str):
+            self.delete_segment_files([old["file"]], self.root / ANN_DIR)
 
     def write_report(self, data: Mapping[str, Any]) -> None:
         """Replace ``index-report.json`` (best effort: a read-only folder keeps the old one)."""

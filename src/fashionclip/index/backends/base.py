@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fashionclip.index.snapshot import Snapshot
+from fashionclip.index.snapshot import Segment, Snapshot
 
 #: Keys of the ``ann`` meta row that are not build parameters.
 _INFO_KEYS = ("backend", "file", "segments", "size", "built_at", "seconds", "params")
@@ -116,5 +116,30 @@ class VectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, path: Path, dim: int, info: AnnInfo) -> VectorIndex:
-        """Read an index saved by :meth:`save` and described by ``info``."""
+    def load(cls, path: Path | str, dim: int, info: AnnInfo) -> VectorIndex:
+        """Read an index saved by :meth:`save` and described by ``info`` (for search: may be
+        a read-only memory map)."""
+
+    @classmethod
+    def open_for_update(cls, path: Path | str, dim: int, info: AnnInfo) -> VectorIndex:
+        """Read an index that :meth:`add` can extend (default: :meth:`load`)."""
+        return cls.load(path, dim, info)
+
+
+def add_segments(
+    index: VectorIndex, snap: Snapshot, segments: list[Segment], show_progress: bool = False
+) -> None:
+    """Add the live rows of ``segments`` (keys: slots) in chunks; mark them covered."""
+    from tqdm.auto import tqdm
+
+    chunk = 65_536
+    total = sum(int(snap.live[s.offset : s.offset + s.n_rows].sum()) for s in segments)
+    bar = tqdm(total=total, unit="vec", desc="ANN index", disable=not show_progress)
+    for seg in segments:
+        local = np.flatnonzero(snap.live[seg.offset : seg.offset + seg.n_rows])
+        for lo in range(0, len(local), chunk):
+            part = local[lo : lo + chunk]
+            index.add(seg.first_slot + part, np.asarray(seg.vectors[part]))
+            bar.update(len(part))
+        index.segments.append(seg.id)
+    bar.close()

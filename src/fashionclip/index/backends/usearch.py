@@ -17,12 +17,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fashionclip.errors import FashionCLIPError
-from fashionclip.index.backends.base import AnnInfo, VectorIndex
+from fashionclip.index.backends.base import AnnInfo, VectorIndex, add_segments
 from fashionclip.index.backends.exact import gather_scores, select, top_k
 from fashionclip.index.snapshot import Snapshot
 
-#: Rows handed to usearch per ``add`` call while building.
-_ADD_CHUNK = 65_536
+#: Candidates fetched per query, at least: ``max(FETCH_FACTOR * k, k + FETCH_EXTRA)``, scaled
+#: up by the filter's selectivity and by the index's share of dead keys; re-scored exactly.
+FETCH_FACTOR = 4
+FETCH_EXTRA = 32
+#: Over-fetch retries (x4 each) when a filter leaves fewer than k hits, before the exact scan.
+RETRIES = 2
 
 
 def require_usearch() -> Any:
@@ -49,29 +53,20 @@ class UsearchIndex(VectorIndex):
         "dtype": "f16",
         "connectivity": 16,
         "expansion_add": 128,
-        "expansion_search": 64,
+        "expansion_search": 2048,
     }
 
     def __init__(self, dim: int, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(dim, params)
         self.index: Any = None
+        self._live_count: tuple[int, int] | None = None
 
     def _new(self) -> Any:
         return require_usearch()(ndim=self.dim, metric="ip", **self.params)
 
     def build(self, snapshot: Snapshot, show_progress: bool = False) -> None:
-        from tqdm.auto import tqdm
-
-        self.index = self._new()
-        bar = tqdm(total=snapshot.n_live, unit="vec", desc="ANN index", disable=not show_progress)
-        for seg in snapshot.segments:
-            local = np.flatnonzero(snapshot.live[seg.offset : seg.offset + seg.n_rows])
-            for lo in range(0, len(local), _ADD_CHUNK):
-                part = local[lo : lo + _ADD_CHUNK]
-                self.add(seg.first_slot + part, np.asarray(seg.vectors[part]))
-                bar.update(len(part))
-        bar.close()
-        self.segments = [s.id for s in snapshot.segments]
+        self.index, self.segments, self.size = self._new(), [], 0
+        add_segments(self, snapshot, list(snapshot.segments), show_progress)
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         if self.index is None:
@@ -83,10 +78,28 @@ class UsearchIndex(VectorIndex):
         self.index.save(str(path))
 
     @classmethod
-    def load(cls, path: Path, dim: int, info: AnnInfo) -> UsearchIndex:
-        """Memory-map a saved index (read-only view)."""
+    def load(cls, path: Path | str, dim: int, info: AnnInfo) -> UsearchIndex:
+        """Memory-map a saved index (read-only view: a server opens 1M vectors in seconds)."""
+        return cls._restore(path, dim, info, view=True)
+
+    @classmethod
+    def open_for_update(cls, path: Path | str, dim: int, info: AnnInfo) -> UsearchIndex:
+        """Load a saved index into memory so that :meth:`add` can extend it."""
+        return cls._restore(path, dim, info, view=False)
+
+    @classmethod
+    def _restore(cls, path: Path | str, dim: int, info: AnnInfo, view: bool) -> UsearchIndex:
         index = cls(dim, info.params)
-        loaded = require_usearch().restore(str(path), view=True)
+        usearch_index = require_usearch()
+        meta = usearch_index.metadata(str(path))
+        if meta is None:
+            raise FashionCLIPError(f"{path} is not a usearch index")
+        if meta.get("dimensions") != dim or meta.get("count_present") != info.size:
+            raise FashionCLIPError(
+                f"{path} holds {meta.get('count_present')} vectors of dimension "
+                f"{meta.get('dimensions')}, its record says {info.size} of {dim}"
+            )
+        loaded = usearch_index.restore(str(path), view=view)
         if loaded is None:
             raise FashionCLIPError(f"cannot read the ANN index {path}")
         loaded.expansion_search = index.params["expansion_search"]
@@ -104,10 +117,38 @@ class UsearchIndex(VectorIndex):
         """ANN candidates (re-scored exactly) merged with an exact scan of the segments added
         after the build; falls back to the exact scan if too few survive the filters."""
         snap = snapshot
-        fetch = max(4 * k, k + 32)
+        fetch = max(FETCH_FACTOR * k, k + FETCH_EXTRA)
+        covered_live = self._covered_live(snap)
+        fetch = int(fetch * self.size / max(1, covered_live)) + 1  # dead keys take places
         if candidates is not None:
             fetch = int(fetch * snap.n_live / max(1, len(candidates))) + 1
-        found = snap.positions_in(search_keys(self.index, q, min(fetch, self.size)))
+        uncovered = self._scan_uncovered(snap, q, k, candidates, exclude)
+        available = snap.n_live if candidates is None else len(candidates)
+        if exclude is not None and (candidates is None or _contains(candidates, exclude)):
+            available -= 1
+        for _ in range(RETRIES + 1):
+            found = self._ann_positions(snap, q, min(fetch, self.size), candidates, exclude)
+            parts_pos = [found, *(p for p, _ in uncovered)]
+            parts_scores = [gather_scores(snap, found, q), *(s for _, s in uncovered)]
+            pool = np.concatenate(parts_scores).astype(np.float32, copy=False)
+            positions, scores = select(pool, np.concatenate(parts_pos), k, len(pool))
+            if len(positions) >= min(k, available) or fetch >= self.size:
+                break
+            fetch *= 4  # a filter (or tombstones) left too few: over-fetch more
+        if len(positions) < min(k, available):
+            return top_k(snap, q, k, candidates, exclude)
+        return positions, scores
+
+    def _ann_positions(
+        self,
+        snap: Snapshot,
+        q: np.ndarray,
+        count: int,
+        candidates: np.ndarray | None,
+        exclude: int | None,
+    ) -> np.ndarray:
+        """Positions of the ``count`` nearest keys that are live, allowed and not excluded."""
+        found = snap.positions_in(search_keys(self.index, q, count))
         found = np.unique(found[found >= 0])
         found = found[snap.live[found]]
         if candidates is not None:
@@ -116,20 +157,21 @@ class UsearchIndex(VectorIndex):
             found = found[candidates[at] == found] if len(candidates) else found[:0]
         if exclude is not None:
             found = found[found != exclude]
-        parts_pos = [found]
-        parts_scores = [gather_scores(snap, found, q)]
-        for positions, scores in self._scan_uncovered(snap, q, k, candidates, exclude):
-            parts_pos.append(positions)
-            parts_scores.append(scores)
-        pool = np.concatenate(parts_scores).astype(np.float32, copy=False)
-        positions, scores = select(pool, np.concatenate(parts_pos), k, len(pool))
-        if len(positions) < k:
-            available = snap.n_live if candidates is None else len(candidates)
-            if exclude is not None and (candidates is None or exclude in candidates):
-                available -= 1
-            if len(positions) < min(k, available):
-                return top_k(snap, q, k, candidates, exclude)
-        return positions, scores
+        return found
+
+    def _covered_live(self, snap: Snapshot) -> int:
+        """Live rows in the segments this index covers (cached per snapshot generation)."""
+        cached = self._live_count
+        if cached is not None and cached[0] == snap.generation:
+            return cached[1]
+        covered = set(self.segments)
+        count = sum(
+            int(snap.live[s.offset : s.offset + s.n_rows].sum())
+            for s in snap.segments
+            if s.id in covered
+        )
+        self._live_count = (snap.generation, count)
+        return count
 
     def _scan_uncovered(
         self,
@@ -157,3 +199,8 @@ class UsearchIndex(VectorIndex):
             local = np.flatnonzero(valid)
             parts.append(select(scores[local], local + seg.offset, k, len(local)))
         return parts
+
+
+def _contains(sorted_positions: np.ndarray, position: int) -> bool:
+    at = int(np.searchsorted(sorted_positions, position))
+    return at < len(sorted_positions) and int(sorted_positions[at]) == position

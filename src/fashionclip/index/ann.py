@@ -1,0 +1,243 @@
+"""The approximate index's life in a catalog: when it is built, brought up to date or rebuilt,
+and which index answers a query.
+
+* **Automatic.** :meth:`Catalog.index` (and ``add_embeddings``) call :func:`update` after every
+  write: at or above :attr:`AnnPolicy.min_products` live products an ANN index is built if
+  there is none, and otherwise *extended* with the rows of the segments it does not cover yet
+  (usearch ``add`` on the loaded graph, saved as a new file: no rebuild of the million to add
+  ten thousand). It is rebuilt when it no longer applies (a compaction rewrote its slots), its
+  file is missing or unreadable (another format or version), or more than
+  :attr:`AnnPolicy.rebuild_dead_fraction` of its keys are tombstones (removed or re-embedded
+  products, which search skips).
+* **Which index answers** (:func:`choose`): exact search below the threshold, on request
+  (``Query.exact=True``, ``--exact``) and for selective filters; the ANN index otherwise. Under
+  a filter the cheaper of two measured costs wins: an exact scan of just the allowed rows
+  (always the true filtered top-k) or the ANN index with an over-fetch scaled by the filter's
+  selectivity and a retry (``UsearchIndex.search``); see :func:`choose`. The constants are measured by ``benchmarks/ann_scale.py``; see
+  docs/design.md, "One machine, 1M products".
+* **Bad files.** A missing or unreadable index file never gives a traceback or a wrong answer:
+  search falls back to the exact scan (``exact=False`` raises a one-line error) and the next
+  :func:`update` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fashionclip.errors import FashionCLIPError
+from fashionclip.index.backends import AnnInfo, VectorIndex, backend_class
+from fashionclip.index.backends.base import add_segments
+from fashionclip.index.snapshot import Snapshot
+from fashionclip.index.store import ANN_DIR, Store, now_iso
+
+log = logging.getLogger(__name__)
+
+#: Catalogs with at least this many live products get an ANN index automatically. Measured
+#: (benchmarks/ann_scale.py, 2 loaded cores): the exact scan costs ~0.2 s per million rows, so
+#: below 100k it answers in ~20 ms or less, exactly, with no build (~0.5 ms of CPU per vector)
+#: and no index bytes (~1.2 KB per product); above it, an ef-2048 query (~10 ms) wins.
+DEFAULT_MIN_PRODUCTS = 100_000
+#: Environment variable overriding :data:`DEFAULT_MIN_PRODUCTS` ("off": never automatic).
+MIN_PRODUCTS_ENV = "FASHIONCLIP_ANN_MIN_PRODUCTS"
+#: Rebuild instead of extending when more than this fraction of the index's keys are dead.
+DEFAULT_REBUILD_DEAD_FRACTION = 0.25
+#: Cost of one HNSW candidate (graph visit plus its exact re-scoring) in units of one row of
+#: an exact gather-and-score; measured at 1M (benchmarks/ann_scale.py): an ef-2048 query took
+#: 12.5 ms, a gather of 55k rows 71 ms, i.e. ~6 us vs ~1.3 us.
+ANN_CANDIDATE_COST = 5.0
+
+
+@dataclass(frozen=True)
+class AnnPolicy:
+    """When a catalog builds and maintains its ANN index by itself.
+
+    ``min_products``: live products from which :func:`update` builds one (None: never
+    automatically; ``Catalog.build_ann`` still works). ``backend`` and ``params``: what to
+    build. ``rebuild_dead_fraction``: dead keys above which an update rebuilds.
+    """
+
+    min_products: int | None = DEFAULT_MIN_PRODUCTS
+    backend: str = "usearch"
+    rebuild_dead_fraction: float = DEFAULT_REBUILD_DEAD_FRACTION
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_env(cls) -> AnnPolicy:
+        """The default policy, with ``FASHIONCLIP_ANN_MIN_PRODUCTS`` applied when set."""
+        raw = os.environ.get(MIN_PRODUCTS_ENV, "").strip().lower()
+        if not raw:
+            return cls()
+        if raw in ("off", "none", "never"):
+            return cls(min_products=None)
+        try:
+            return cls(min_products=max(1, int(raw)))
+        except ValueError:
+            raise FashionCLIPError(
+                f"{MIN_PRODUCTS_ENV} must be a number of products or 'off', got {raw!r}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class AnnUpdate:
+    """What :func:`update` did: "built", "extended" or "kept", the index, the rows added."""
+
+    action: str
+    info: AnnInfo
+    added: int = 0
+    seconds: float = 0.0
+
+
+def usable_info(snap: Snapshot) -> AnnInfo | None:
+    """The ANN record when it is readable and every segment it covers still exists."""
+    if not snap.ann:
+        return None
+    try:
+        info = AnnInfo.from_meta(snap.ann)
+    except (KeyError, TypeError, ValueError):
+        return None  # a record this version cannot read: treated as absent, rebuilt
+    present = {s.id for s in snap.segments}
+    return info if set(info.segments) <= present else None
+
+
+def load(root: os.PathLike[str] | str, dim: int, info: AnnInfo, writable: bool = False) -> Any:
+    """Load the index file ``info`` describes; a :class:`FashionCLIPError` (one line) when it
+    is missing, unreadable or does not match its record."""
+    path = os.path.join(root, ANN_DIR, info.file)
+    if not os.path.isfile(path):
+        raise FashionCLIPError(f"the ANN index file {path} is missing; run `fashionclip index`")
+    try:
+        cls = backend_class(info.backend)
+        return cls.open_for_update(path, dim, info) if writable else cls.load(path, dim, info)
+    except FashionCLIPError:
+        raise
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
+        raise FashionCLIPError(
+            f"cannot read the ANN index {path} ({exc}); run `fashionclip index` to rebuild it"
+        ) from None
+
+
+def build(
+    store: Store,
+    snap: Snapshot,
+    dim: int,
+    backend: str = "usearch",
+    show_progress: bool = False,
+    params: dict[str, Any] | None = None,
+) -> AnnInfo:
+    """Build an index over every live row of ``snap`` and register it (see Catalog.build_ann)."""
+    if snap.n_live == 0:
+        raise FashionCLIPError("the catalog is empty: nothing to build an ANN index of")
+    try:
+        index = backend_class(backend)(dim, params)
+    except TypeError as exc:
+        raise FashionCLIPError(str(exc)) from None
+    started = time.perf_counter()
+    index.build(snap, show_progress=show_progress)
+    return _register(store, index, backend, time.perf_counter() - started)
+
+
+def update(
+    store: Store, snap: Snapshot, dim: int, policy: AnnPolicy, show_progress: bool = False
+) -> AnnUpdate | None:
+    """Bring the ANN index up to date with ``snap`` per ``policy`` (module docstring).
+
+    None when the catalog is below the threshold (or usearch is not installed and the policy's
+    backend needs it): search stays exact.
+    """
+    if policy.min_products is None or snap.n_live < policy.min_products:
+        return None
+    info = usable_info(snap)
+    started = time.perf_counter()
+    reason = _rebuild_reason(snap, info, policy)
+    index: VectorIndex | None = None
+    if reason is None and info is not None:
+        try:
+            index = load(store.root, dim, info, writable=True)
+        except FashionCLIPError as exc:
+            reason = str(exc)
+    if index is None or info is None:
+        log.info("building the ANN index (%s)", reason)
+        try:
+            built = build(store, snap, dim, policy.backend, show_progress, dict(policy.params))
+        except FashionCLIPError as exc:
+            if "usearch" in str(exc):
+                log.warning("no automatic ANN index: %s", exc)
+                return None
+            raise
+        return AnnUpdate("built", built, built.size, time.perf_counter() - started)
+    covered = set(index.segments)
+    new = [s for s in snap.segments if s.id not in covered]
+    if not new:
+        return AnnUpdate("kept", info)
+    before = index.size
+    add_segments(index, snap, new, show_progress)
+    added = index.size - before
+    extended = _register(store, index, info.backend, time.perf_counter() - started)
+    return AnnUpdate("extended", extended, added, extended.seconds)
+
+
+def _rebuild_reason(snap: Snapshot, info: AnnInfo | None, policy: AnnPolicy) -> str | None:
+    """Why the index must be rebuilt rather than extended (None: extend it)."""
+    if info is None:
+        return "none yet, or compacted since"
+    if info.backend != policy.backend:
+        return f"backend {info.backend} -> {policy.backend}"
+    covered = set(info.segments)
+    live = sum(
+        int(snap.live[s.offset : s.offset + s.n_rows].sum())
+        for s in snap.segments
+        if s.id in covered
+    )
+    dead = info.size - live
+    if info.size and dead > policy.rebuild_dead_fraction * info.size:
+        return f"{dead} of {info.size} keys are removed or replaced products"
+    return None
+
+
+def _register(store: Store, index: VectorIndex, backend: str, seconds: float) -> AnnInfo:
+    info = AnnInfo(
+        backend=backend,
+        file=f"{backend}-{uuid.uuid4().hex[:12]}.index",
+        segments=list(index.segments),
+        size=index.size,
+        params=dict(index.params),
+        built_at=now_iso(),
+        seconds=round(seconds, 3),
+    )
+    store.set_ann(info.to_meta(), index.save, info.segments)
+    return info
+
+
+def choose(
+    snap: Snapshot, candidates: np.ndarray | None, exact: bool | None, ann: VectorIndex | None
+) -> VectorIndex | None:
+    """The ANN index when it should answer this query, else None (exact scan).
+
+    ``exact=False`` always uses it (the caller checks it exists); ``exact=None`` uses it
+    unfiltered, and under a filter when it is the cheaper of: an exact gather of the
+    ``len(candidates)`` allowed rows, or an HNSW search over-fetching ``fetch`` candidates
+    (at least ``expansion_search`` of them), ``fetch`` growing as the filter keeps fewer rows
+    (:func:`ann_filter_cost`). At 1M rows the exact gather wins below about 1.5% (always the
+    true filtered top-k); broader filters are answered by the index.
+    """
+    if ann is None or exact:
+        return None
+    if exact is False or candidates is None:
+        return ann
+    return ann if ann_filter_cost(ann, snap.n_live, len(candidates)) < len(candidates) else None
+
+
+def ann_filter_cost(ann: VectorIndex, n_live: int, n_candidates: int, k: int = 10) -> float:
+    """Estimated cost, in gathered rows, of an ANN search under a filter keeping
+    ``n_candidates`` of ``n_live`` rows (the over-fetch ``UsearchIndex.search`` does)."""
+    from fashionclip.index.backends.usearch import FETCH_EXTRA, FETCH_FACTOR
+
+    fetch = max(FETCH_FACTOR * k, k + FETCH_EXTRA) * n_live / max(1, n_candidates)
+    return ANN_CANDIDATE_COST * max(fetch, float(ann.params.get("expansion_search", 0)))
