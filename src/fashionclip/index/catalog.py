@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,8 +27,8 @@ from fashionclip.index import ann as ann_life
 from fashionclip.index import filters as filtering
 from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex
 from fashionclip.index.hybrid import HybridSearch, query_vector, ranking
-from fashionclip.index.indexer import Indexer, IndexReport
 from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
+from fashionclip.index.indexer import IndexReport, run_indexing
 from fashionclip.index.lock import writer_lock, writes
 from fashionclip.index.query import (
     EncodeHook,
@@ -336,53 +335,19 @@ class Catalog:
         self.snapshot()  # a damaged catalog is refused before anything is embedded
         if batch_size <= 0 or commit_every <= 0:
             raise FashionCLIPError("batch_size and commit_every must be positive")
-        items = records.records if isinstance(records, CatalogSource) else list(records)
-        report = IndexReport(
-            catalog=str(self.path), model=self._identity.name, started_at=now_iso()
-        )
-        unique: dict[str, ProductRecord] = {}
-        for record in items:
-            if record.id in unique:
-                report.duplicates += 1
-            else:
-                unique[record.id] = record
-        report.total = len(unique)
-        if isinstance(records, CatalogSource):  # ids the reader already dropped as repeats
-            report.duplicates += records.duplicates
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(unique),
-            unit="img",
-            desc="indexing",
-            disable=not show_progress,
-            dynamic_ncols=True,
-        )
-        indexer = Indexer(
+        return run_indexing(
             self._store,
             model,
             self.embedding_dim,
-            report,
+            IndexReport(catalog=str(self.path), model=self._identity.name, started_at=now_iso()),
+            records,
             batch_size=batch_size,
             commit_every=commit_every,
-            progress=bar,
+            show_progress=show_progress,
+            write_report=write_report,
             engine=engine,
+            finish=lambda report: setattr(report, "ann", self._update_ann_report(show_progress)),
         )
-        started = time.perf_counter()
-        try:
-            indexer.run(list(unique.values()))
-            report.ann = self._update_ann_report(show_progress)
-        except BaseException:
-            report.interrupted = True
-            raise
-        finally:
-            bar.close()
-            report.seconds = time.perf_counter() - started
-            report.failed = len(report.failures)
-            report.finished_at = now_iso()
-            if write_report:
-                self._store.write_report(report.to_dict())
-        return report
 
     @writes("adding embeddings")
     def add_embeddings(

@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from fashionclip.data.tables import ProductRecord
+from fashionclip.data.tables import CatalogSource, ProductRecord
 from fashionclip.index.store import (
     CatalogFormatError,
     MetadataUpdate,
     ProductRow,
     Store,
     StoredProduct,
+    now_iso,
 )
 from fashionclip.utils import normalise_rows, sha256_file
 
@@ -326,3 +327,67 @@ class Indexer:
     def _advance(self, n: int) -> None:
         if self.progress is not None:
             self.progress.update(n)
+
+
+def run_indexing(
+    store: Store,
+    model: Any,
+    dim: int,
+    report: IndexReport,
+    records: CatalogSource | Iterable[ProductRecord],
+    *,
+    batch_size: int,
+    commit_every: int,
+    show_progress: bool,
+    write_report: bool,
+    engine: Any = None,
+    finish: Callable[[IndexReport], None] | None = None,
+) -> IndexReport:
+    """One indexing run (what :meth:`Catalog.index` does): repeated ids dropped and counted,
+    then :class:`Indexer` over the rest with a progress bar, ``finish(report)`` (the ANN
+    update) inside the timed run, and the report written even when the run is interrupted."""
+    from tqdm.auto import tqdm
+
+    items = records.records if isinstance(records, CatalogSource) else list(records)
+    unique: dict[str, ProductRecord] = {}
+    for record in items:
+        if record.id in unique:
+            report.duplicates += 1
+        else:
+            unique[record.id] = record
+    report.total = len(unique)
+    if isinstance(records, CatalogSource):  # ids the reader already dropped as repeats
+        report.duplicates += records.duplicates
+    bar = tqdm(
+        total=len(unique),
+        unit="img",
+        desc="indexing",
+        disable=not show_progress,
+        dynamic_ncols=True,
+    )
+    indexer = Indexer(
+        store,
+        model,
+        dim,
+        report,
+        batch_size=batch_size,
+        commit_every=commit_every,
+        progress=bar,
+        engine=engine,
+    )
+    started = time.perf_counter()
+    try:
+        indexer.run(list(unique.values()))
+        if finish is not None:
+            finish(report)
+    except BaseException:
+        report.interrupted = True
+        raise
+    finally:
+        bar.close()
+        report.seconds = time.perf_counter() - started
+        report.failed = len(report.failures)
+        report.finished_at = now_iso()
+        if write_report:
+            store.write_report(report.to_dict())
+    return report

@@ -30,21 +30,29 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from fashionclip.errors import FashionCLIPError
+from fashionclip.index.integrity import SQL_CHUNK, IntegrityQueries
+from fashionclip.index.rows import (
+    DB_NAME,
+    CatalogDamagedError,
+    CatalogFormatError,
+    CatalogNotFoundError,
+    MetadataUpdate,
+    ProductRow,
+    StoredProduct,
+    now_iso,
+)
 from fashionclip.index.snapshot import Segment, Snapshot
 
 FORMAT_VERSION = 1
-DB_NAME = "catalog.sqlite"
 VECTORS_DIR = "vectors"
 REPORT_NAME = "index-report.json"
 ANN_DIR = "ann"
 
-#: Products per SQL ``IN (...)`` list (SQLite allows 32,766 variables; stay far below).
-SQL_CHUNK = 900
 #: Largest segment that merging writes (rows); 262,144 x 512 float32 = 512 MiB.
 MAX_SEGMENT_ROWS = 262_144
 
@@ -79,64 +87,7 @@ CREATE TABLE IF NOT EXISTS products (
 """
 
 
-class CatalogNotFoundError(FashionCLIPError):
-    """The folder is not a catalog (no catalog.sqlite), or it does not exist."""
-
-
-class CatalogFormatError(FashionCLIPError):
-    """The catalog was written by a newer, incompatible version of fashionclip, or is damaged."""
-
-
-class CatalogDamagedError(CatalogFormatError):
-    """A file of the catalog is missing, truncated or garbage; the message names it."""
-
-    def __init__(self, root: Path, what: str, repairable: bool = True) -> None:
-        hint = (
-            f"run `fashionclip check --catalog {root} --repair` to salvage it"
-            if repairable
-            else "it cannot be repaired (the vector segments hold no product ids): restore "
-            f"{DB_NAME} from a backup or rebuild the catalog with `fashionclip index`"
-        )
-        super().__init__(f"catalog {root} is damaged: {what}; {hint}")
-        self.what = what
-        self.repairable = repairable
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-class ProductRow(NamedTuple):
-    """A product to store with a new vector: metadata as JSON text and as a mapping."""
-
-    id: str
-    image: str | None
-    metadata_json: str
-    content_hash: str | None
-    metadata: Mapping[str, Any]
-
-
-class MetadataUpdate(NamedTuple):
-    """A product whose vector stays and whose image path or metadata changes."""
-
-    id: str
-    image: str | None
-    metadata_json: str
-    metadata: Mapping[str, Any]
-
-
-class StoredProduct(NamedTuple):
-    """A products row as stored (metadata still JSON text)."""
-
-    id: str
-    slot: int
-    content_hash: str | None
-    image: str | None
-    metadata_json: str
-    updated_at: str
-
-
-class Store:
+class Store(IntegrityQueries):
     """SQLite connections (one per thread), write transactions and segment files."""
 
     def __init__(self, root: Path) -> None:
@@ -598,70 +549,6 @@ class Store:
             )
         return vectors
 
-    # -- integrity (see :mod:`.check`) -------------------------------------------------------
-
-    def quick_check(self) -> list[str]:
-        """SQLite's ``PRAGMA quick_check`` messages (``["ok"]`` when the file is sound)."""
-        return [str(row[0]) for row in self.connection().execute("PRAGMA quick_check")]
-
-    def segment_rows(self) -> list[tuple[int, str, int, int, int]]:
-        """``(id, file, first_slot, n_rows, dim)`` of every committed segment, in slot order."""
-        return (
-            self.connection()
-            .execute("SELECT id, file, first_slot, n_rows, dim FROM segments ORDER BY first_slot")
-            .fetchall()
-        )
-
-    def products_in_slots(self, first: int, stop: int) -> list[StoredProduct]:
-        """The products whose slot lies in ``[first, stop)``, in slot order."""
-        where = "slot >= ? AND slot < ? ORDER BY slot"
-        return self._stored_products(where, (first, stop))
-
-    def products_outside_segments(self) -> list[StoredProduct]:
-        """Products whose slot no committed segment holds (a damaged catalog has them)."""
-        where = (
-            "NOT EXISTS (SELECT 1 FROM segments s WHERE products.slot >= s.first_slot "
-            "AND products.slot < s.first_slot + s.n_rows)"
-        )
-        return self._stored_products(where, ())
-
-    def _stored_products(self, where: str, params: Sequence[object]) -> list[StoredProduct]:
-        rows = self.connection().execute(
-            "SELECT id, slot, content_hash, image, metadata, updated_at FROM products "
-            f"WHERE {where}",
-            params,
-        )
-        return [StoredProduct(*row) for row in rows]
-
-    def drop_segments(
-        self,
-        segment_ids: Sequence[int],
-        product_ids: Sequence[str],
-        salvaged: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> None:
-        """One transaction (for repair): forget damaged segments and the products that
-        pointed at them; ``salvaged = (old_slots, vectors)`` are rows read back intact from
-        them, written to a new segment with their products repointed. The damaged files are
-        deleted after the commit."""
-        files: list[str] = []
-        with self.write() as con:
-            if salvaged is not None and len(salvaged[0]):
-                _, first = self.write_segment(con, salvaged[1])
-                con.executemany(
-                    "UPDATE products SET slot = ? WHERE slot = ?",
-                    [(first + i, int(old)) for i, old in enumerate(salvaged[0])],
-                )
-            for seg_id in segment_ids:
-                row = con.execute("SELECT file FROM segments WHERE id = ?", (seg_id,)).fetchone()
-                if row is not None:
-                    files.append(row[0])
-                    con.execute("DELETE FROM segments WHERE id = ?", (seg_id,))
-            for start in range(0, len(product_ids), SQL_CHUNK):
-                chunk = list(product_ids[start : start + SQL_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                con.execute(f"DELETE FROM products WHERE id IN ({marks})", chunk)
-        self.delete_segment_files(files)
-
     def column_values(self, column: str) -> tuple[np.ndarray, list[Any]]:
         """``(slots, values)`` of one metadata column over all products (SQLite json_extract)."""
         path = '$."' + column.replace('"', '""') + '"'
@@ -717,3 +604,16 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+__all__ = [
+    "DB_NAME",
+    "CatalogDamagedError",
+    "CatalogFormatError",
+    "CatalogNotFoundError",
+    "MetadataUpdate",
+    "ProductRow",
+    "Store",
+    "StoredProduct",
+    "now_iso",
+]
