@@ -204,7 +204,9 @@ def read_ccp_pairs(data_dir: str | os.PathLike[str] | None, split: str) -> list[
 
     if split == "test":
         raise FashionCLIPError("the CCP garments test split is for reporting only, not training")
-    crops = load_ccp_garments(split, data_dir, dominant_only=True)
+    crops = load_ccp_garments(
+        split, None if data_dir is None else Path(data_dir), dominant_only=True
+    )
     return [
         {"id": f"ccp:{file}", "articleType": cls, "article": cls, "_image": str(path)}
         for file, cls, path in zip(crops.files, crops.classes, crops.image_paths, strict=True)
