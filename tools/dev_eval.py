@@ -37,7 +37,7 @@ from fashionclip.evaluate.retrieval import RetrievalEvaluator
 from fashionclip.evaluate.zero_shot import class_embeddings, zero_shot_metrics
 from fashionclip.models.model import FashionCLIP
 from fashionclip.train.photo import photo_like
-from fashionclip.train.wise import wise_ft
+from fashionclip.train.wise import interpolate_state, wise_ft
 
 KAGL_ATTRIBUTES = ("articleType", "baseColour", "masterCategory")
 
@@ -71,7 +71,35 @@ def zero_shot(model: FashionCLIP, emb: np.ndarray, labels: Sequence[str]) -> flo
     return float(result["weighted_f1"])
 
 
-def image_embeddings(model: FashionCLIP, pixels: torch.Tensor, batch: int = 256) -> np.ndarray:
+class _Projected:
+    """Backbone features standing in for pixels: only the image projection runs per mix."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: slice) -> _Projected:
+        return _Projected(self.features[index])
+
+
+def backbone_features(model: FashionCLIP, pixels: torch.Tensor, batch: int = 256) -> _Projected:
+    with torch.inference_mode(), model._autocast():
+        parts = [
+            model.module.vision_model(
+                pixels[i : i + batch].contiguous(memory_format=torch.channels_last)
+            ).float()
+            for i in range(0, len(pixels), batch)
+        ]
+    return _Projected(torch.cat(parts))
+
+
+def image_embeddings(model: FashionCLIP, pixels: Any, batch: int = 256) -> np.ndarray:
+    if isinstance(pixels, _Projected):
+        with torch.inference_mode():
+            out = model.module.visual_projection(pixels.features)
+        return torch.nn.functional.normalize(out, dim=-1).numpy()
     return np.concatenate(
         [model._embed_pixels(pixels[i : i + batch]) for i in range(0, len(pixels), batch)]
     )
@@ -104,6 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--photo", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=None, help="append JSON lines here")
     parser.add_argument("--label", default="", help="run name stored with each line")
+    parser.add_argument(
+        "--start",
+        default=None,
+        help="checkpoint the models were fine-tuned from, with the SAME image backbone: "
+        "--alphas then mix all weights with it (WiSE-FT of the heads; backbone features once)",
+    )
     args = parser.parse_args(argv)
     alphas = [float(a) for a in args.alphas.split(",")]
     start = time.time()
@@ -113,9 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = fashionclip.load(None if name == "default" else name, device="cpu")
         pixels = {key: model.preprocess(images) for key, (images, _) in sets.items()}
         original = copy.deepcopy(model.module.state_dict())
+        start_state = (
+            None
+            if args.start is None
+            else fashionclip.load(args.start, device="cpu").module.state_dict()
+        )
+        if start_state is not None:
+            pixels = {key: backbone_features(model, px) for key, px in pixels.items()}
         for alpha in alphas:
             model.module.load_state_dict(original)
-            if alpha != 1.0:
+            if start_state is not None:
+                model.module.load_state_dict(interpolate_state(original, start_state, alpha))
+            elif alpha != 1.0:
                 wise_ft(model.module, alpha)
             t0 = time.time()
             row = {"label": args.label, "model": name, "alpha": alpha, **score(model, pixels, sets)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from fashionclip.train.wise import wise_ft_folder
+from fashionclip.train.wise import mix_folders, wise_ft_folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,8 +21,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--alpha", type=float, required=True, help="share of the fine-tuned weights"
     )
+    parser.add_argument(
+        "--start",
+        default=None,
+        help="mix with this checkpoint (the one SOURCE was fine-tuned from) instead of ImageNet",
+    )
     args = parser.parse_args(argv)
-    print(wise_ft_folder(args.source, args.target, args.alpha))
+    if args.start:
+        print(mix_folders(args.source, args.start, args.target, args.alpha))
+    else:
+        print(wise_ft_folder(args.source, args.target, args.alpha))
     return 0
 
 

@@ -67,3 +67,13 @@ def test_packaged_imagenet_weights_fit_the_tower_keys() -> None:
     tower = EfficientNetTower("efficientnet-lite0", 64)
     expected = {f"vision_model.{k}" for k, v in tower.state_dict().items()}
     assert state and set(state) == expected
+
+
+def test_mix_folders_averages_two_checkpoints(tmp_path: Path) -> None:
+    tuned = build_tiny_dual_encoder(tmp_path / "tuned", seed=0)
+    start = build_tiny_dual_encoder(tmp_path / "start", seed=1)
+    target = wise.mix_folders(tuned, start, tmp_path / "mix", 0.25)
+    a, b, m = (FashionDualEncoder.from_pretrained(p).state_dict() for p in (tuned, start, target))
+    for key in ("visual_projection.weight", "logit_scale"):
+        assert torch.allclose(m[key], 0.25 * a[key] + 0.75 * b[key])
+    assert not torch.equal(a["visual_projection.weight"], b["visual_projection.weight"])

@@ -83,3 +83,22 @@ def wise_ft_folder(
     wise_ft(module, alpha)
     module.config = dataclasses.replace(module.config, image_tower_source="folder")
     return module.save_pretrained(target, tokenizer=tokenizer, image_processor=processor)
+
+
+def mix_folders(
+    finetuned: str | os.PathLike[str],
+    start: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    alpha: float,
+) -> Path:
+    """WiSE-FT between two saved checkpoints of one architecture: ``alpha * finetuned +
+    (1 - alpha) * start`` for every stored weight, saved to ``target`` (``finetuned``'s config,
+    tokenizer and processor). Used when a later stage fine-tuned ``start`` into ``finetuned``."""
+    module, processor, tokenizer = load_dual_encoder(finetuned)
+    other = FashionDualEncoder.from_pretrained(start)
+    if other.config.to_dict() | {"image_tower_source": None} != module.config.to_dict() | {
+        "image_tower_source": None
+    }:
+        raise FashionCLIPError(f"{finetuned} and {start} are not the same architecture")
+    module.load_state_dict(interpolate_state(module.state_dict(), other.state_dict(), alpha))
+    return module.save_pretrained(target, tokenizer=tokenizer, image_processor=processor)
