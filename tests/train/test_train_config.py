@@ -148,6 +148,22 @@ def test_default_model_stages_agree():
     assert stage2.model.cache_image_views == 1
 
 
+def test_stage3_adds_ccp_crops_on_top_of_stage2():
+    """Stage 3 (issue 14) starts from stage 2's best checkpoint, keeps its captions and frozen
+    backbones, and adds the CCP garment crops of the train split, never of the test split."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "configs"
+    stage2 = load_train_config(folder / "fashion-clip-mini-stage2.toml")
+    stage3 = load_train_config(folder / "fashion-clip-mini-stage3.toml")
+    assert stage3.model.init == f"{stage2.output_dir}/best"
+    assert stage3.captions == stage2.captions
+    assert stage3.data.ccp_split == "train" and stage3.data.ccp_repeat >= 1
+    assert stage3.model.lock_image and stage3.model.image_unlocked_groups == 0
+    with pytest.raises(FashionCLIPError, match="test split"):
+        load_train_config(folder / "fashion-clip-mini-stage3.toml", ["data.ccp_split=test"])
+
+
 def test_loss_kinds_come_from_the_loss_registry(monkeypatch):
     from fashionclip.train import loss
 

@@ -44,6 +44,12 @@ class DataConfig:
     val_split: str = "val"
     max_train_samples: int | None = None
     max_val_samples: int | None = None
+    #: Add the CCP garment crops of this split (real street photos, 18 garment classes) to the
+    #: KAGL training pairs, each ``ccp_repeat`` times; captions from the class name
+    #: (``ccp_garments/`` under ``ccp_dir`` or ``$FASHIONCLIP_DATA_DIR``). Never its test split.
+    ccp_split: str | None = None
+    ccp_repeat: int = 1
+    ccp_dir: str | None = None
     #: Keep every training image's encoded bytes in memory (KAGL: ~62 MB) so epochs do no disk I/O.
     cache_images: bool = True
     num_workers: int = 0
@@ -92,6 +98,9 @@ class AugmentConfig:
     lowres_size: int = 28
     invert: float = 0.0
     negative_thumbnail: float = 0.0
+    #: Probability of :func:`fashionclip.train.photo.photo_like` (random background, zoom,
+    #: rotation, lighting, blur, JPEG; colour-preserving), applied before the steps above.
+    photo_like: float = 0.0
 
 
 @dataclass
@@ -222,6 +231,9 @@ class TrainConfig:
             (self.data.source in ("table", "kagl"), "data.source: table or kagl"),
             (self.captions.builder in ("column", "kagl"), "captions.builder: column or kagl"),
             (0 < self.augment.scale_min <= 1, "augment.scale_min must be in (0, 1]"),
+            (0 <= self.augment.photo_like <= 1, "augment.photo_like must be in [0, 1]"),
+            (self.data.ccp_repeat >= 1, "data.ccp_repeat must be at least 1"),
+            (self.data.ccp_split != "test", "data.ccp_split must not be the test split"),
             (self.model.init != "", "model.init is required (checkpoint folder or 'dual-encoder')"),
             (self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps >= 1"),
             (self.val_every_epochs >= 1, "val_every_epochs must be >= 1"),

@@ -43,6 +43,7 @@ from fashionclip.data.kagl import (
 )
 from fashionclip.errors import FashionCLIPError, ImageDecodeError
 from fashionclip.train.config import AugmentConfig, CaptionConfig, DataConfig
+from fashionclip.train.photo import photo_like
 
 
 @dataclass
@@ -110,6 +111,9 @@ def load_pair_datasets(
     if not train_rows:
         raise FashionCLIPError(f"the training set {train_name} is empty")
     train_rows = _limit(train_rows, data.max_train_samples)
+    if data.source == "kagl" and data.ccp_split:  # after the limit, which caps KAGL rows only
+        train_rows = train_rows + read_ccp_pairs(data.ccp_dir, data.ccp_split) * data.ccp_repeat
+        train_name += f" + CCP garments {data.ccp_split} x{data.ccp_repeat}"
     train = validate_pairs(
         train_rows, builder, cache=data.cache_images, progress=progress, name=train_name
     )
@@ -188,6 +192,27 @@ def read_kagl_split(kagl_dir: str | os.PathLike[str], split: str) -> list[dict[s
     return rows
 
 
+def read_ccp_pairs(data_dir: str | os.PathLike[str] | None, split: str) -> list[dict[str, Any]]:
+    """CCP garment crops of one split (dominant crops only) as KAGL-like training rows.
+
+    A crop's class ("dress", "t-shirt", "pants") fills both ``articleType`` and ``article``, so
+    the KAGL templates that use only these fields caption it ("a photo of a dress"); templates
+    needing a product name, colour or gender are not drawn for it. ``data_dir`` holds
+    ``ccp_garments/`` (default: ``$FASHIONCLIP_DATA_DIR``).
+    """
+    from fashionclip.evaluate.loaders import load_ccp_garments
+
+    if split == "test":
+        raise FashionCLIPError("the CCP garments test split is for reporting only, not training")
+    crops = load_ccp_garments(
+        split, None if data_dir is None else Path(data_dir), dominant_only=True
+    )
+    return [
+        {"id": f"ccp:{file}", "articleType": cls, "article": cls, "_image": str(path)}
+        for file, cls, path in zip(crops.files, crops.classes, crops.image_paths, strict=True)
+    ]
+
+
 def _reason(exc: ImageDecodeError) -> str:
     return str(exc).split("(", 1)[0].split(":", 1)[0].strip() or "unreadable image"
 
@@ -244,6 +269,8 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
     """Catalog-photo augmentation (see :class:`AugmentConfig`); returns a new RGB image."""
     if not cfg.enabled:
         return image
+    if cfg.photo_like > 0 and rng.random() < cfg.photo_like:
+        image = photo_like(image, rng)
     width, height = image.size
     if cfg.scale_min < 1.0 or cfg.ratio_jitter > 0:
         scale = rng.uniform(cfg.scale_min, 1.0)
