@@ -116,8 +116,11 @@ def _in_domain(catalog: Catalog, n: int, seed: int) -> list[str]:
     return [q for q in queries if q.strip()]
 
 
-def best_scores(catalog: Catalog, queries: list[str]) -> np.ndarray:
-    return np.array([catalog.search(q, k=1)[0].score for q in queries], dtype=np.float64)
+def best_scores(catalog: Catalog, queries: list[str], mode: str) -> np.ndarray:
+    """Top-1 score of each query in one search mode (scores of different modes differ in
+    scale: a cosine for vector, a fused score for hybrid)."""
+    found = [catalog.search(q, k=1, mode=mode)[0].score for q in queries]
+    return np.array(found, dtype=np.float64)
 
 
 def choose_threshold(good: np.ndarray, weak: np.ndarray) -> tuple[float, float]:
@@ -131,12 +134,14 @@ def choose_threshold(good: np.ndarray, weak: np.ndarray) -> tuple[float, float]:
     return round(best, 3), best_j
 
 
-def _scores(path: str, model: Any, half: int, seed: int, n: int) -> dict[str, list[float]]:
+def _scores(
+    path: str, model: Any, half: int, seed: int, n: int, mode: str
+) -> dict[str, list[float]]:
     catalog = Catalog.open(path, model)
     ood = OUT_OF_DOMAIN[half::2] + _random_strings(30, seed)
     found = {
-        "in_domain": best_scores(catalog, _in_domain(catalog, n, seed)).tolist(),
-        "out_of_domain": best_scores(catalog, ood).tolist(),
+        "in_domain": best_scores(catalog, _in_domain(catalog, n, seed), mode).tolist(),
+        "out_of_domain": best_scores(catalog, ood, mode).tolist(),
     }
     catalog.close()
     return found
@@ -159,27 +164,39 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: the catalog's model")
     parser.add_argument("--queries", type=int, default=200, help="in-domain queries per catalog")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
-    parser.add_argument("--plot", default=None, help="histogram PNG (needs matplotlib)")
+    parser.add_argument("--plot", default=None, help="histogram PNG of the first mode")
+    parser.add_argument("--modes", default="vector,hybrid", help="search modes to choose for")
     args = parser.parse_args()
     with Catalog.open(args.choose) as probe:
         name = args.model or probe.model_identity.name
     model = load(name, device="cpu")
-    chosen = _scores(args.choose, model, 0, 1, args.queries)
-    cut, j = choose_threshold(np.array(chosen["in_domain"]), np.array(chosen["out_of_domain"]))
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     result: dict[str, Any] = {
         "model": name,
         "fingerprint": model.identity.fingerprint,
-        "weak_match_below": cut,
-        "youden_j": round(j, 4),
-        "choose": {"catalog": args.choose, **_rates(chosen, cut)},
+        "weak_match_below": {},
     }
-    held = None
-    if args.report:
-        held = _scores(args.report, model, 1, 2, args.queries)
-        result["report"] = {"catalog": args.report, **_rates(held, cut)}
+    raw: dict[str, Any] = {}
+    for mode in modes:  # one threshold per search mode: their scores differ in scale
+        chosen = _scores(args.choose, model, 0, 1, args.queries, mode)
+        good, weak = np.array(chosen["in_domain"]), np.array(chosen["out_of_domain"])
+        cut, j = choose_threshold(good, weak)
+        result["weak_match_below"][mode] = cut
+        figures: dict[str, Any] = {
+            "youden_j": round(j, 4),
+            "choose": {"catalog": args.choose, **_rates(chosen, cut)},
+        }
+        held = None
+        if args.report:
+            held = _scores(args.report, model, 1, 2, args.queries, mode)
+            figures["report"] = {"catalog": args.report, **_rates(held, cut)}
+        result[mode] = figures
+        raw[mode] = {"scores": chosen, "held": held}
     print(json.dumps(result, indent=2))
     if args.out:
-        Path(args.out).write_text(json.dumps({**result, "scores": chosen, "held": held}))
+        Path(args.out).write_text(json.dumps({**result, "raw": raw}))
+    cut = result["weak_match_below"][modes[0]]
+    chosen, held = raw[modes[0]]["scores"], raw[modes[0]]["held"]
     if args.plot:
         import matplotlib.pyplot as plt
 
@@ -187,7 +204,7 @@ def main() -> None:
         for label, values in (held or chosen).items():
             ax.hist(values, bins=30, alpha=0.6, label=label.replace("_", "-"))
         ax.axvline(cut, color="k", linestyle="--", label=f"weak below {cut}")
-        ax.set_xlabel("best cosine score")
+        ax.set_xlabel(f"best {modes[0]} score")
         ax.legend()
         fig.tight_layout()
         fig.savefig(args.plot, dpi=100)

@@ -415,16 +415,22 @@ def test_weak_match_hint_and_filter_counts_follow_the_filters(server, browser, t
     base, records = server
     service = APPS[base].state.service  # type: ignore[attr-defined]
     try:
-        service.weak_match_below = 2.0  # every cosine score is below: always a weak match
+        # Thresholds are per mode: only the searched mode's applies (here the default, hybrid).
+        service.weak_match_below = {"vector": 2.0}  # every cosine is below; hybrid: no cut
         page, problems = open_desktop(browser, base, "/?q=spaceship+engine")
+        wait_results(page)
+        assert page.locator("#weak-match").count() == 0
+        page.close()
+        service.weak_match_below = {"vector": -2.0, "hybrid": 100.0}  # every fused score is below
+        page, problems1 = open_desktop(browser, base, "/?q=spaceship+engine")
         wait_results(page)
         page.wait_for_selector("#weak-match")
         note = page.inner_text("#weak-match")
-        assert "matches \u201cspaceship engine\u201d well" in note and "2.000" in note
+        assert "matches \u201cspaceship engine\u201d well" in note and "100.000" in note
         shot(page, tmp_path, "serve-desktop-weak-match.png")
         page.close()
 
-        service.weak_match_below = -2.0  # no score is below
+        service.weak_match_below = {"vector": -2.0, "hybrid": -100.0}  # no score is below
         page, problems2 = open_desktop(browser, base, "/?q=red+dress")
         wait_results(page)
         assert page.locator("#weak-match").count() == 0
@@ -449,4 +455,4 @@ def test_weak_match_hint_and_filter_counts_follow_the_filters(server, browser, t
         page.close()
     finally:
         service.weak_match_below = None
-    assert not problems and not problems2, problems + problems2
+    assert not problems and not problems1 and not problems2, problems + problems1 + problems2

@@ -31,9 +31,12 @@ def test_weak_match_threshold_is_read_per_model_and_fingerprint(tmp_path):
     folder.mkdir()
     model = SimpleNamespace(name=str(folder), identity=SimpleNamespace(fingerprint="abc"))
     assert weak_match_below(model) is None  # no settings file: no hint
-    settings = {"fingerprint": "abc", "weak_match_below": 0.3}
+    settings = {"fingerprint": "abc", "weak_match_below": 0.3}  # a bare number: vector mode
     (folder / SETTINGS_FILE).write_text(json.dumps(settings))
-    assert weak_match_below(model) == 0.3
+    assert weak_match_below(model) == {"vector": 0.3}
+    settings["weak_match_below"] = {"vector": 0.3, "hybrid": 4.9}
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings))
+    assert weak_match_below(model) == {"vector": 0.3, "hybrid": 4.9}
     model.identity.fingerprint = "retrained"  # other weights: the value does not apply
     assert weak_match_below(model) is None
     (folder / SETTINGS_FILE).write_text("{not json")
@@ -41,23 +44,27 @@ def test_weak_match_threshold_is_read_per_model_and_fingerprint(tmp_path):
     assert weak_match_below(model) is None
 
 
-def test_shipped_default_model_has_its_threshold():
+def test_shipped_default_model_has_its_thresholds_for_its_own_weights():
+    """Regression: the thresholds are per search mode (text search is hybrid by default, whose
+    fused scores are not cosines) and recorded for the shipped weights' fingerprint."""
     import fashionclip
     from fashionclip.models.loading import default_model_path
 
     if default_model_path() is None:
         pytest.skip("the default model is not installed")
     model = fashionclip.load(device="cpu")
-    assert weak_match_below(model) == pytest.approx(0.526)
+    cuts = weak_match_below(model)
+    assert cuts is not None and set(cuts) == {"vector", "hybrid"}
+    assert 0 < cuts["vector"] < 1 < cuts["hybrid"]
 
 
 def test_info_reports_the_threshold(app_and_catalog):
     app, _ = app_and_catalog
     client = TestClient(app)
     assert client.get("/api/info").json()["weak_match_below"] is None  # tiny model: none
-    app.state.service.weak_match_below = 0.25
+    app.state.service.weak_match_below = {"vector": 0.25, "hybrid": 4.0}
     try:
-        assert client.get("/api/info").json()["weak_match_below"] == 0.25
+        assert client.get("/api/info").json()["weak_match_below"] == {"vector": 0.25, "hybrid": 4.0}
     finally:
         app.state.service.weak_match_below = None
 
@@ -101,3 +108,16 @@ def test_facet_filters_are_validated(app_and_catalog, raw, message):
     app, _ = app_and_catalog
     response = TestClient(app).get("/api/facets", params={"filters": raw})
     assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_serve_option_sets_thresholds_per_mode():
+    from fashionclip.cli.serve import _weak_match_option
+    from fashionclip.errors import FashionCLIPError
+
+    assert _weak_match_option(["0.5"]) == {"vector": 0.5}
+    assert _weak_match_option(["vector=0.5", "hybrid=4.9"]) == {"vector": 0.5, "hybrid": 4.9}
+    assert _weak_match_option(["off"]) is None
+    with pytest.raises(FashionCLIPError, match="unknown mode 'fuzzy'"):
+        _weak_match_option(["fuzzy=1"])
+    with pytest.raises(FashionCLIPError, match="not a number"):
+        _weak_match_option(["hybrid=high"])

@@ -40,8 +40,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         compare_catalog=state.compare_catalog,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
     )
-    if args.weak_match_below is not None:  # overrides the model's own (0 turns the hint off)
-        app.state.service.weak_match_below = args.weak_match_below or None
+    if args.weak_match_below:  # overrides the model's own ("off" turns the hint off)
+        app.state.service.weak_match_below = _weak_match_option(args.weak_match_below)
     try:
         loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
     except ValueError:
@@ -92,10 +92,11 @@ def _add_serve(commands: Any) -> None:
     )
     serve.add_argument(
         "--weak-match-below",
-        type=float,
-        default=None,
-        help="best text-query score under which the page says nothing matches well (default: "
-        "the model's serving.json; 0 turns the hint off)",
+        action="append",
+        metavar="[MODE=]SCORE",
+        help="best text-query score under which the page says nothing matches well, per search "
+        "mode (repeatable, e.g. vector=0.5 hybrid=4.9; a bare SCORE is the vector mode's; "
+        "default: the model's serving.json; 'off' turns the hint off)",
     )
     serve.add_argument("--no-progress", action="store_true", help="no progress bars")
     serve.set_defaults(handler=_cmd_serve)
@@ -104,3 +105,24 @@ def _add_serve(commands: Any) -> None:
 def register(commands: Any) -> None:
     """Add this module's subcommands to the ``fashionclip`` parser."""
     _add_serve(commands)
+
+
+def _weak_match_option(items: list[str]) -> dict[str, float] | None:
+    """``--weak-match-below`` values as ``{mode: score}``; None for ``off``."""
+    from fashionclip.index.query import MODES
+
+    if items == ["off"]:
+        return None
+    cuts: dict[str, float] = {}
+    for item in items:
+        mode, sep, value = item.rpartition("=")
+        mode = mode.strip() if sep else "vector"
+        if mode not in MODES:
+            raise FashionCLIPError(
+                f"--weak-match-below: unknown mode {mode!r} ({', '.join(MODES)})"
+            )
+        try:
+            cuts[mode] = float(value)
+        except ValueError:
+            raise FashionCLIPError(f"--weak-match-below: {value!r} is not a number") from None
+    return cuts

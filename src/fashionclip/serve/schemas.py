@@ -153,10 +153,11 @@ class InfoOut(BaseModel):
     title_column: str | None = Field(description="The column shown as a product's name.")
     key_columns: list[str] = Field(description="Columns shown under the name on a result.")
     compare: CompareInfoOut | None = Field(description="The compare model, when configured.")
-    weak_match_below: float | None = Field(
+    weak_match_below: dict[str, float] | None = Field(
         None,
-        description="A text query whose best score is below this is a weak match (nothing "
-        "fits well); chosen per model from data (docs/faults.md). null: no such hint.",
+        description="Per search mode (vector, hybrid, ...): a text query whose best score is "
+        "below this is a weak match (nothing fits well); chosen per model from data "
+        "(docs/faults.md). null, or a mode missing: no such hint.",
     )
     limits: LimitsOut
 

@@ -1,10 +1,11 @@
 """The "weak match" threshold of a model: below it, a text query's best score means "nothing
 in the catalog matches this well" and the page says so.
 
-Cosine scores are not comparable across models, so the threshold is a per-model setting: a
+Scores are not comparable across models, nor across search modes (a cosine in ``vector``
+mode, a fused score in ``hybrid``), so the threshold is a per-model, per-mode setting: a
 ``serving.json`` file in the model's folder (``{"fingerprint": ..., "weak_match_below":
-...}``), used only when its fingerprint is the loaded weights' own (retrained weights do not
-inherit a stale value). ``benchmarks/weak_match.py`` chooses it from data (docs/faults.md);
+{"vector": ..., "hybrid": ...}}``; a bare number is the ``vector`` threshold), used only when
+its fingerprint is the loaded weights' own (retrained weights do not inherit a stale value). ``benchmarks/weak_match.py`` chooses it from data (docs/faults.md);
 ``fashionclip serve --weak-match-below`` overrides it. ``GET /api/info`` reports it
 (``null``: no hint).
 """
@@ -27,8 +28,24 @@ def _model_folder(name: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def weak_match_below(model: Any) -> float | None:
-    """The model's recorded threshold, or None when its folder records none for its weights."""
+Thresholds = dict[str, float]
+
+
+def parse_thresholds(value: object) -> Thresholds | None:
+    """``{mode: threshold}`` from a settings value: a mapping, or a number (``vector`` mode);
+    None when there is none."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"vector": float(value)}
+    if isinstance(value, dict):
+        return {str(mode): float(cut) for mode, cut in value.items() if cut is not None} or None
+    raise ValueError(f"weak_match_below must be a number or a mapping, got {value!r}")
+
+
+def weak_match_below(model: Any) -> Thresholds | None:
+    """The model's recorded thresholds per search mode, or None when its folder records none
+    for its weights."""
     name = str(getattr(model, "name", ""))
     folder = _model_folder(name) if name else None
     if folder is None or not (folder / SETTINGS_FILE).is_file():
@@ -39,7 +56,6 @@ def weak_match_below(model: Any) -> float | None:
         fingerprint = getattr(identity, "fingerprint", None)
         if settings.get("fingerprint") != fingerprint:
             return None
-        value = settings.get("weak_match_below")
-        return None if value is None else float(value)
+        return parse_thresholds(settings.get("weak_match_below"))
     except (OSError, ValueError, TypeError, AttributeError):
         return None  # an unreadable settings file only costs the hint

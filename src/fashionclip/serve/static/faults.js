@@ -15,7 +15,9 @@ window.fashionclipFaults = (() => {
   function weakMatchNote(data, info) {
     const old = document.getElementById("weak-match");
     if (old) old.remove();
-    const cut = info ? info.weak_match_below : null;
+    // one threshold per search mode: a cosine (vector) and a fused score (hybrid) differ in scale
+    const cuts = info ? info.weak_match_below : null;
+    const cut = cuts ? cuts[data.mode || "vector"] : undefined;
     const hits = data.results ? data.results.results : [];
     if (cut === null || cut === undefined || data.kind !== "text" || !hits.length) return;
     const best = hits[0].score;
