@@ -147,19 +147,22 @@ def timed(run: Callable[[], Any], cpu: list[float] | None = None) -> float:
 
 def throughput_runs(
     model: FashionCLIP, paths: Sequence[Path], batch_size: int, repeats: int, before: bool
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], np.ndarray, np.ndarray | None]:
     """img/s of encode_images and of the model-only limit, interleaved, ``repeats`` times each.
 
     Also CPU ms per image (``*_cpu``: every thread of the process), which other processes on
     a shared machine disturb less than wall time. ``before``: also time encode_images with the
     image processor called as it is (no fast pixel pipeline), as before this benchmark.
+    Returns the runs and the vectors of the first fashionclip (and processor path) run.
     """
     batches = pixel_batches(model, paths, batch_size)
     model.encode_images(paths[:batch_size], batch_size=batch_size)  # warm-up both paths
-    model._embed_pixels(batches[0])  # the exact per-batch model call of encode_images
+    for batch in {tuple(b.shape): b for b in batches}.values():  # every batch shape once
+        model._embed_pixels(batch)  # the exact per-batch model call of encode_images
     names = ["limit", "fashionclip"] + (["processor path"] if before else [])
     runs: dict[str, list[float]] = {key: [] for name in names for key in (name, name + "_cpu")}
     pipeline = model._pixels
+    vectors: list[Any] = []
     for _ in range(repeats):
         for name in names:
             cpu: list[float] = []
@@ -167,11 +170,11 @@ def throughput_runs(
                 seconds = timed(lambda: [model._embed_pixels(b) for b in batches], cpu)
             else:
                 model._pixels = None if name == "processor path" else pipeline
-                seconds = timed(lambda: model.encode_images(paths, batch_size=batch_size), cpu)
+                seconds = timed(lambda: vectors.append(model.encode_images(paths, batch_size)), cpu)
             model._pixels = pipeline
             runs[name].append(len(paths) / seconds)
             runs[name + "_cpu"].append(cpu[0] * 1000.0 / len(paths))
-    return runs
+    return runs, np.asarray(vectors[0]), np.asarray(vectors[1]) if before else None
 
 
 def naive_rate(model: FashionCLIP, paths: Sequence[Path]) -> tuple[float, np.ndarray]:
@@ -285,8 +288,7 @@ def main() -> None:
         f"{model.precision}; torch threads {torch.get_num_threads()}; decode workers "
         f"{model.num_workers}; fast pixel pipeline: {type(model._pixels).__name__}"
     )
-    runs = throughput_runs(model, paths, args.batch_size, args.repeats, args.before)
-    ours = np.asarray(model.encode_images(paths, batch_size=args.batch_size))
+    runs, ours, old_path = throughput_runs(model, paths, args.batch_size, args.repeats, args.before)
     reference = np.asarray(fp32.encode_images(paths, batch_size=args.batch_size))
     naive, naive_vectors = naive_rate(fp32, paths[: args.naive_limit])
     our_queries = query_latencies(model, queries)
@@ -332,6 +334,8 @@ def main() -> None:
         f"cosine {model.precision} vs fp32 (fashionclip): min {figures['cos_precision_vs_fp32_min']:.5f}"
         f"; naive vs fashionclip fp32: min {figures['cos_naive_vs_fp32_min']:.5f}"
     )
+    if old_path is not None:
+        print(f"cosine fast pipeline vs processor path: min {cosines(ours, old_path).min():.6f}")
     if theirs is not None:
         verdict = "OK" if figures["cos_fashion_clip_vs_fp32_min"] >= 0.999 else "FAILED"
         print(
