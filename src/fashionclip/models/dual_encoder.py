@@ -172,27 +172,40 @@ class FashionImageProcessor:
             return Image.alpha_composite(canvas, rgba).convert("RGB")
         return image.convert("RGB")
 
+    def image_to_uint8(self, image: Image.Image) -> np.ndarray:
+        """One image -> (S, S, 3) uint8, resized and padded (or stretched), before normalisation."""
+        if not isinstance(image, Image.Image):
+            raise FashionCLIPError(f"expected PIL images, got {type(image).__name__}")
+        size = self.size
+        image = self._rgb(image)
+        if self.resize_mode == "stretch":
+            return np.asarray(image.resize((size, size), self._resample))
+        canvas = np.empty((size, size, 3), dtype=np.uint8)
+        canvas[...] = np.asarray(self.fill, dtype=np.uint8)
+        width, height = image.size
+        scale = size / max(width, height)
+        new_w = min(size, max(1, round(width * scale)))
+        new_h = min(size, max(1, round(height * scale)))
+        if (new_w, new_h) != (width, height):
+            image = image.resize((new_w, new_h), self._resample)
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        canvas[top : top + new_h, left : left + new_w] = np.asarray(image)
+        return canvas
+
     def to_uint8(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(N, S, S, 3) uint8 batch after resizing/padding, before normalisation."""
-        size = self.size
-        batch = np.empty((len(images), size, size, 3), dtype=np.uint8)
-        batch[...] = np.asarray(self.fill, dtype=np.uint8)
-        for i, image in enumerate(images):
-            if not isinstance(image, Image.Image):
-                raise FashionCLIPError(f"expected PIL images, got {type(image).__name__}")
-            image = self._rgb(image)
-            if self.resize_mode == "stretch":
-                batch[i] = np.asarray(image.resize((size, size), self._resample))
-                continue
-            width, height = image.size
-            scale = size / max(width, height)
-            new_w = min(size, max(1, round(width * scale)))
-            new_h = min(size, max(1, round(height * scale)))
-            if (new_w, new_h) != (width, height):
-                image = image.resize((new_w, new_h), self._resample)
-            top, left = (size - new_h) // 2, (size - new_w) // 2
-            batch[i, top : top + new_h, left : left + new_w] = np.asarray(image)
-        return batch
+        if not images:
+            return np.empty((0, self.size, self.size, 3), dtype=np.uint8)
+        return np.stack([self.image_to_uint8(image) for image in images])
+
+    def to_tensor(self, batch: Sequence[np.ndarray]) -> torch.Tensor:
+        """(S, S, 3) uint8 arrays -> normalised (N, 3, S, S) float32 in channels_last memory."""
+        return self._normalise(np.stack(batch))
+
+    def _normalise(self, batch: np.ndarray) -> torch.Tensor:
+        # (N, 3, S, S) in channels_last memory: no transpose copy
+        pixels = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+        return pixels.sub_(self._shift).div_(self._scale)
 
     def __call__(
         self,
@@ -204,10 +217,7 @@ class FashionImageProcessor:
             raise FashionCLIPError("FashionImageProcessor only returns torch tensors ('pt')")
         if isinstance(images, Image.Image):
             images = [images]
-        batch = torch.from_numpy(self.to_uint8(list(images))).permute(0, 3, 1, 2)
-        pixels = batch.float()  # (N, 3, S, S) in channels_last memory: no transpose copy
-        pixels.sub_(self._shift).div_(self._scale)
-        return {"pixel_values": pixels}
+        return {"pixel_values": self._normalise(self.to_uint8(list(images)))}
 
     def to_dict(self) -> dict[str, Any]:
         return {

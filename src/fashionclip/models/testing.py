@@ -177,6 +177,32 @@ def build_tiny_clip(path: str | Path, seed: int = 0, embed_dim: int = 32) -> Pat
     return folder
 
 
+def build_random_clip_b32(path: str | Path, seed: int = 0) -> Path:
+    """A ViT-B/32-sized CLIPModel with random weights (transformers' CLIPConfig defaults).
+
+    Vision: 224 px, 32 px patches, 12 layers of width 768; text: 12 layers of width 512;
+    512-d embeddings; CLIP's standard preprocessing (resize 224, centre crop, CLIP mean/std).
+    Same compute as the real ViT-B/32, so speed benchmarks need no downloaded weights; the
+    tokenizer is the offline byte-level BPE of the tiny models, with CLIP's 77-token limit.
+    """
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = _clip_tokenizer(folder, max_length=77)
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=dict(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    CLIPModel(config).eval().save_pretrained(folder)
+    CLIPImageProcessor().save_pretrained(folder)
+    return folder
+
+
 def build_tiny_siglip(path: str | Path, seed: int = 0) -> Path:
     """A random SiglipModel (32px) with a WordPiece tokenizer, saved at ``path``."""
     from transformers import SiglipConfig, SiglipModel
