@@ -230,3 +230,28 @@ def test_id_subset(tmp_path):
         IdSubset.parse(splits, "split")
     with pytest.raises(CatalogSourceError, match="no column 'fold'"):
         read_catalog_source(table, subset=IdSubset(splits, "fold", "1"))
+
+
+def test_folder_links_leading_outside_are_skipped_with_a_warning(tmp_path):
+    """Regression (issue 15.7): folder indexing followed symlinks out of the folder silently."""
+    from PIL import Image
+
+    folder, elsewhere = tmp_path / "shop", tmp_path / "elsewhere"
+    (folder / "inner").mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(folder / "inner" / "a.png")
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(elsewhere / "secret.png")
+    (folder / "b.png").symlink_to(elsewhere / "secret.png")  # a file link leading out
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)  # a folder link
+    (folder / "c.png").symlink_to(folder / "inner" / "a.png")  # a link that stays inside
+
+    source = read_image_folder(folder)
+    assert sorted(r.id for r in source.records) == ["c", "inner/a"]
+    assert any(
+        "b.png" in w and "outside" in w and "--follow-symlinks" in w for w in source.warnings
+    )
+    assert any("linked" in w and "--follow-symlinks" in w for w in source.warnings)
+
+    followed = read_image_folder(folder, follow_symlinks=True)
+    assert sorted(r.id for r in followed.records) == ["b", "c", "inner/a", "linked/secret"]
+    assert not followed.warnings

@@ -156,7 +156,11 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     # The Ray engine streams a Parquet table in chunks; otherwise the table is read whole.
     streamed = args.engine == "ray" and is_streamable(args.source)
-    source = None if streamed else read_catalog_source(args.source, **read_options)
+    source = (
+        None
+        if streamed
+        else read_catalog_source(args.source, follow_symlinks=args.follow_symlinks, **read_options)
+    )
     if source is not None:
         warn(source.warnings)
     catalog_dir = Path(args.catalog)
@@ -284,6 +288,12 @@ def _add_index(commands: Any) -> None:
         default=None,
         help="text encoding of the table and --ids-file (default: UTF-8, or cp1252 when "
         "that is unambiguous)",
+    )
+    index.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="index links in an image folder that lead outside it (skipped, with a warning, "
+        "by default)",
     )
     index.add_argument("--ids-file", default=None, help="table of ids to keep (e.g. splits.csv)")
     index.add_argument(

@@ -130,6 +130,7 @@ def read_catalog_source(
     limit: int | None = None,
     extra_fields: ExtraFields = "merge_last",
     encoding: str | None = None,
+    follow_symlinks: bool = False,
 ) -> CatalogSource:
     """Read a folder of images or a CSV/Parquet table into a :class:`CatalogSource`.
 
@@ -148,7 +149,7 @@ def read_catalog_source(
             raise CatalogSourceError(
                 "--image-column / --image-template apply to tables; a folder is read as images"
             )
-        result = read_image_folder(path)
+        result = read_image_folder(path, follow_symlinks=follow_symlinks)
     else:
         result = read_table(
             path,
@@ -175,18 +176,36 @@ def read_catalog_source(
     return result
 
 
-def read_image_folder(folder: Path | str) -> CatalogSource:
-    """Every image file under ``folder`` (recursively, sorted); id = relative path without suffix."""
+def read_image_folder(folder: Path | str, follow_symlinks: bool = False) -> CatalogSource:
+    """Every image file under ``folder`` (recursively, sorted); id = relative path without suffix.
+
+    A symbolic link that leads out of the folder (a file, or a linked folder, which is not
+    entered) is skipped with a warning unless ``follow_symlinks``: indexing a folder never
+    silently reads what lies elsewhere.
+    """
     root = Path(folder)
+    real_root = root.resolve()
     records: list[ProductRecord] = []
     warnings: list[str] = []
     seen: dict[str, Path] = {}
     duplicates = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    hint = "skipped (--follow-symlinks to index it)"
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
+        kept = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            sub = Path(dirpath) / name
+            if not follow_symlinks and sub.is_symlink():
+                warnings.append(f"{sub}: a link to the folder {sub.resolve()}; {hint}")
+                continue
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             file = Path(dirpath) / name
             if name.startswith(".") or file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            target = file.resolve()
+            if not follow_symlinks and not target.is_relative_to(real_root):
+                warnings.append(f"{file}: a link to {target}, outside {root}; {hint}")
                 continue
             product_id = file.relative_to(root).with_suffix("").as_posix()
             if product_id in seen:
@@ -196,7 +215,7 @@ def read_image_folder(folder: Path | str) -> CatalogSource:
                 duplicates += 1
                 continue
             seen[product_id] = file
-            records.append(ProductRecord(product_id, file.resolve(), {}))
+            records.append(ProductRecord(product_id, target, {}))
     return CatalogSource(records, warnings, [], root, duplicates)
 
 
