@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from encode_and_query import QUERIES  # the same query list (a sibling script)
 from PIL import Image
 
 import fashionclip
@@ -69,19 +70,6 @@ from fashionclip.data.tables import IdSubset, read_catalog_source
 from fashionclip.models.model import FashionCLIP
 from fashionclip.models.quantize import int8_model
 from fashionclip.models.testing import build_random_clip_b32
-
-QUERIES = [
-    "red dress",
-    "black leather handbag",
-    "men running shoes",
-    "white sneakers",
-    "blue jeans",
-    "striped t-shirt",
-    "gold watch",
-    "women sandals",
-    "navy blue shirt",
-    "sunglasses",
-]
 
 #: Runs inside the fashion-clip venv: argv[1] is a JSON job; prints one JSON line of results.
 FASHION_CLIP_WORKER = r"""
