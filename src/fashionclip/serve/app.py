@@ -308,6 +308,7 @@ def create_app(
     _add_error_handlers(app)
     _add_page_routes(app, static, index_html)
     _add_operation_routes(app, service, metrics, gate)
+    _add_catalog_routes(app, service)
     _add_search_routes(app, service)
     _add_traverse_routes(app, service)
     return app
@@ -373,7 +374,7 @@ def _add_page_routes(app: FastAPI, static: dict[str, bytes], index_html: bytes) 
 def _add_operation_routes(
     app: FastAPI, service: SearchService, metrics: RequestMetrics, gate: DecodeGate
 ) -> None:
-    """Health, readiness, metrics, catalog info, facets and products."""
+    """Health, readiness, metrics and the service's info."""
 
     @app.get("/api/health", tags=["operations"], summary="Liveness")
     def health() -> dict[str, str]:
@@ -410,6 +411,10 @@ def _add_operation_routes(
     )
     def info() -> dict[str, Any]:
         return service.info()
+
+
+def _add_catalog_routes(app: FastAPI, service: SearchService) -> None:
+    """Facets, products and their thumbnails."""
 
     @app.get("/api/facets", tags=["catalog"], response_model=FacetsOut, responses=_ERRORS)
     def facets(
