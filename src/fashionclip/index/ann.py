@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -241,3 +242,40 @@ def ann_filter_cost(ann: VectorIndex, n_live: int, n_candidates: int, k: int = 1
 
     fetch = max(FETCH_FACTOR * k, k + FETCH_EXTRA) * n_live / max(1, n_candidates)
     return ANN_CANDIDATE_COST * max(fetch, float(ann.params.get("expansion_search", 0)))
+
+
+class LoadedAnn:
+    """A catalog's ANN index, loaded (memory-mapped) once per index file and shared by the
+    threads that search it."""
+
+    def __init__(self, root: os.PathLike[str] | str, dim: int) -> None:
+        self.root, self.dim = root, dim
+        self._loaded: tuple[str, VectorIndex] | None = None  # (file name, loaded index)
+        self._lock = threading.Lock()
+
+    def get(self, snap: Snapshot, required: bool = False) -> VectorIndex | None:
+        """The index for ``snap``; None when there is none or its file is bad (exact search
+        then; ``required`` raises the one-line reason instead)."""
+        info = usable_info(snap)
+        if info is None:
+            if required:
+                raise FashionCLIPError(
+                    "exact=False needs a current ANN index: run Catalog.build_ann() "
+                    "(or `fashionclip index --ann`)"
+                )
+            return None
+        loaded = self._loaded
+        if loaded is not None and loaded[0] == info.file:
+            return loaded[1]
+        with self._lock:
+            loaded = self._loaded
+            if loaded is None or loaded[0] != info.file:
+                try:
+                    index = load(self.root, self.dim, info)
+                except FashionCLIPError as exc:
+                    if required:
+                        raise
+                    log.warning("%s; searching exactly", exc)
+                    return None
+                loaded = self._loaded = (info.file, index)
+        return loaded[1]

@@ -25,7 +25,7 @@ from fashionclip.data.tables import CatalogSource, MetadataValue, ProductRecord
 from fashionclip.errors import FashionCLIPError, ModelMismatchError
 from fashionclip.index import ann as ann_life
 from fashionclip.index import filters as filtering
-from fashionclip.index.backends import AnnInfo, ExactIndex, VectorIndex
+from fashionclip.index.backends import AnnInfo, ExactIndex
 from fashionclip.index.hybrid import HybridSearch, query_vector, ranking
 from fashionclip.index.indexer import IndexFailure as IndexFailure  # re-exported
 from fashionclip.index.indexer import IndexReport, run_indexing
@@ -76,8 +76,7 @@ class Catalog:
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
         self._exact = ExactIndex(identity.embedding_dim)
-        self._ann: tuple[str, VectorIndex] | None = None  # (file name, loaded index)
-        self._ann_lock = threading.Lock()
+        self._ann = ann_life.LoadedAnn(store.root, identity.embedding_dim)  # memory-mapped
         self.hybrid = HybridSearch(store)  # keyword index, query understanding, fusion weights
         #: When :meth:`index` and :meth:`add_embeddings` build and extend the ANN index.
         self.ann_policy = ann_life.AnnPolicy.from_env()
@@ -523,7 +522,7 @@ class Catalog:
         query.check_columns(snap.columns)
         candidates = filtering.candidates(snap, query.filters, self._store.column_values)
         q = query_vector(query, snap, exclude, encode or self._encode, self.embedding_dim)
-        ann = None if query.exact else self._ann_for(snap, required=query.exact is False)
+        ann = None if query.exact else self._ann.get(snap, required=query.exact is False)
 
         def vector_search(n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
             index = ann_life.choose(snap, allowed, query.exact, ann) or self._exact
@@ -542,33 +541,6 @@ class Catalog:
         if done is None or done.action == "kept":
             return None
         return {"action": done.action, "added": done.added, "seconds": done.seconds}
-
-    def _ann_for(self, snap: Snapshot, required: bool = False) -> VectorIndex | None:
-        """The loaded ANN index (memory-mapped); None when there is none or its file is bad
-        (exact search then; ``required`` raises the one-line reason instead)."""
-        info = ann_life.usable_info(snap)
-        if info is None:
-            if required:
-                raise FashionCLIPError(
-                    "exact=False needs a current ANN index: run Catalog.build_ann() "
-                    "(or `fashionclip index --ann`)"
-                )
-            return None
-        cached = self._ann
-        if cached is not None and cached[0] == info.file:
-            return cached[1]
-        with self._ann_lock:
-            cached = self._ann
-            if cached is None or cached[0] != info.file:
-                try:
-                    index = ann_life.load(self.path, self.embedding_dim, info)
-                except FashionCLIPError as exc:
-                    if required:
-                        raise
-                    ann_life.log.warning("%s; searching exactly", exc)
-                    return None
-                cached = self._ann = (info.file, index)
-        return cached[1]
 
     def _require_model(self, action: str) -> Any:
         if self._model is None:
@@ -611,5 +583,6 @@ class Catalog:
             if row is None:  # removed or updated since the snapshot was taken
                 continue
             image = Path(row.image) if row.image else None
-            results.append(SearchResult(row.id, float(score), json.loads(row.metadata_json), image))
+            metadata = json.loads(row.metadata_json)
+            results.append(SearchResult(row.id, float(score), metadata, image, row.content_hash))
         return results

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fashionclip.index.rows import StoredProduct
+from fashionclip.index.rows import CatalogDamagedError, StoredProduct
 
 #: Products per SQL ``IN (...)`` list (SQLite allows 32,766 variables; stay far below).
 SQL_CHUNK = 900
 
 
 class IntegrityQueries:
-    """What the integrity checks and the repair need from the store (SQL only)."""
+    """What snapshot loading, the integrity checks and the repair need to verify (a segment's
+    shape) or salvage (SQL)."""
 
     if TYPE_CHECKING:
 
@@ -33,6 +34,30 @@ class IntegrityQueries:
         def delete_segment_files(
             self, names: Sequence[str], folder: Path | None = None
         ) -> None: ...
+
+    root: Path
+    vectors_dir: Path
+
+    def open_segment(self, file: str, n_rows: int, dim: int) -> np.ndarray:
+        """A committed segment, memory-mapped and checked to be ``(n_rows, dim)`` float32.
+
+        Raises FileNotFoundError when it is missing (a compaction may have just deleted it)
+        and :class:`CatalogDamagedError` when it is truncated or not a float32 array.
+        """
+        path = self.vectors_dir / file
+        try:
+            vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:
+            raise CatalogDamagedError(self.root, f"segment {file} is unreadable ({exc})") from None
+        if vectors.shape != (n_rows, dim) or vectors.dtype != np.float32:
+            raise CatalogDamagedError(
+                self.root,
+                f"segment {file} has shape {vectors.shape} {vectors.dtype}, expected "
+                f"({n_rows}, {dim}) float32",
+            )
+        return vectors
 
     def quick_check(self) -> list[str]:
         """SQLite's ``PRAGMA quick_check`` messages (``["ok"]`` when the file is sound)."""

@@ -528,27 +528,6 @@ class Store(IntegrityQueries):
         snap.dead = np.flatnonzero(~snap.live)
         return snap
 
-    def open_segment(self, file: str, n_rows: int, dim: int) -> np.ndarray:
-        """A committed segment, memory-mapped and checked to be ``(n_rows, dim)`` float32.
-
-        Raises FileNotFoundError when it is missing (a compaction may have just deleted it)
-        and :class:`CatalogDamagedError` when it is truncated or not a float32 array.
-        """
-        path = self.vectors_dir / file
-        try:
-            vectors = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, EOFError) as exc:
-            raise CatalogDamagedError(self.root, f"segment {file} is unreadable ({exc})") from None
-        if vectors.shape != (n_rows, dim) or vectors.dtype != np.float32:
-            raise CatalogDamagedError(
-                self.root,
-                f"segment {file} has shape {vectors.shape} {vectors.dtype}, expected "
-                f"({n_rows}, {dim}) float32",
-            )
-        return vectors
-
     def column_values(self, column: str) -> tuple[np.ndarray, list[Any]]:
         """``(slots, values)`` of one metadata column over all products (SQLite json_extract)."""
         path = '$."' + column.replace('"', '""') + '"'

@@ -59,6 +59,8 @@ class SearchResult:
     score: float
     metadata: dict[str, MetadataValue]
     image: Path | None
+    #: sha256 of the image bytes (not part of ``to_dict``: the CLI JSON contract).
+    content_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -211,16 +211,13 @@ def _image_url(product_id: str) -> str:
     return "/api/thumbnails/" + quote(product_id, safe="")
 
 
-def _with_urls(response: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
-    """Each hit gets its image URL and the sha256 of its image bytes (equal for byte-identical
-    duplicates, which the page groups)."""
+def _with_urls(response: dict[str, Any]) -> dict[str, Any]:
+    """Each hit gets its image URL (its ``content_hash`` comes with the search result)."""
     for side in ("results", "compare"):
         block = response.get(side)
         if block:
             for hit in block["results"]:
                 hit["image_url"] = _image_url(hit["id"])
-                stored = catalog.get(hit["id"])
-                hit["content_hash"] = stored.content_hash if stored is not None else None
     return response
 
 
@@ -468,7 +465,7 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
         found = service.search_text(
             body.query, k=body.k, filters=body.filters, compare=body.compare, mode=body.mode
         )
-        return _with_urls(found.to_dict(), service.catalog)
+        return _with_urls(found.to_dict())
 
     @app.post("/api/search/like", tags=["search"], response_model=SearchOut, responses=_ERRORS)
     def search_like(body: LikeSearchIn) -> dict[str, Any]:
@@ -481,7 +478,7 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             text=body.text,
             mode=body.mode,
         )
-        return _with_urls(found.to_dict(), service.catalog)
+        return _with_urls(found.to_dict())
 
     @app.post(
         "/api/search/image",
@@ -508,7 +505,7 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             text=text,
             mode=mode,
         )
-        return _with_urls(found.to_dict(), service.catalog)
+        return _with_urls(found.to_dict())
 
     @app.post(
         "/api/classify", tags=["search"], response_model=ClassifyOut, responses={**_ERRORS, **_BUSY}
@@ -555,5 +552,5 @@ def _add_traverse_routes(app: FastAPI, service: SearchService) -> None:
             filters=body.filters,
         )
         for step in found["steps"]:
-            _with_urls({"results": {"results": step}}, service.catalog)
+            _with_urls({"results": {"results": step}})
         return found

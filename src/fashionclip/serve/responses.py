@@ -34,6 +34,7 @@ class Hit:
     title: str
     score: float
     metadata: dict[str, Any]
+    content_hash: str | None = None  # equal for byte-identical duplicates (the page groups)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class Hit:
             "title": self.title,
             "score": round(self.score, 6),
             "metadata": self.metadata,
+            "content_hash": self.content_hash,
         }
 
 

@@ -502,7 +502,13 @@ class SearchService:
 
     def _hits(self, found: Sequence[SearchResult]) -> list[Hit]:
         return [
-            Hit(r.id, self._title(r.id, r.metadata), float(r.score), dict(r.metadata))
+            Hit(
+                r.id,
+                self._title(r.id, r.metadata),
+                float(r.score),
+                dict(r.metadata),
+                r.content_hash,
+            )
             for r in found
         ]
 
