@@ -239,3 +239,35 @@ def test_interrupted_run_resumes_from_last_checkpoint(
     a, b = state_dict(straight.last_checkpoint), state_dict(resumed.last_checkpoint)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_image_projection_option_trains_a_fresh_mlp_head_and_saves_its_kind(
+    tmp_path, tiny_model_dirs, pairs
+):
+    """``model.image_projection=mlp`` (fashion-clip-mini stage 3) replaces a dual encoder's linear
+    image head with a fresh MLP over the frozen backbone; the checkpoint loads with it."""
+    model_dir = tiny_model_dirs["fashionclip-dual-encoder"]
+    before = fashionclip.load(model_dir, device="cpu", precision="fp32").module
+    assert isinstance(before.visual_projection, torch.nn.Linear)
+    config = _config(
+        tmp_path,
+        model_dir,
+        pairs,
+        "model.lock_image=true",
+        "augment.enabled=false",
+        "model.image_projection=mlp",
+        "model.image_projection_hidden_dim=24",
+    )
+    result = train(config)
+    after = fashionclip.load(result.last_checkpoint, device="cpu", precision="fp32").module
+    assert isinstance(after.visual_projection, torch.nn.Sequential)
+    assert after.visual_projection[0].out_features == 24
+    assert after.config.projection == "mlp" and after.config.projection_hidden_dim == 24
+    # The text head is untouched in kind and the backbone is the init's.
+    assert type(after.text_projection) is type(before.text_projection)
+    for key, value in before.vision_model.state_dict().items():
+        assert torch.equal(value, after.vision_model.state_dict()[key]), key
+    with pytest.raises(FashionCLIPError, match="image_projection must be"):
+        _config(tmp_path, model_dir, pairs, "model.image_projection=conv")
+    with pytest.raises(FashionCLIPError, match="dual-encoder"):
+        train(_config(tmp_path / "c", tiny_model_dirs["clip"], pairs, "model.image_projection=mlp"))

@@ -264,7 +264,8 @@ class DualEncoderOutput:
     logit_scale: torch.Tensor
 
 
-def _projection(kind: str, in_dim: int, out_dim: int, hidden_dim: int | None) -> nn.Module:
+def new_projection(kind: str, in_dim: int, out_dim: int, hidden_dim: int | None) -> nn.Module:
+    """A freshly initialised projection head: ``linear`` (no bias) or a 2-layer GELU ``mlp``."""
     if kind == "linear":
         layer = nn.Linear(in_dim, out_dim, bias=False)
         nn.init.normal_(layer.weight, std=in_dim**-0.5)
@@ -294,14 +295,14 @@ class FashionDualEncoder(nn.Module):
         self.text_model = build_text_model(config.text_config or {})
         text_dim = int(self.text_model.config.hidden_size)
         dim = config.projection_dim
-        self.visual_projection = _projection(
+        self.visual_projection = new_projection(
             config.projection, self.vision_model.feature_dim, dim, config.projection_hidden_dim
         )
         if config.text_projection is None:
             text_kind, text_hidden = config.projection, config.projection_hidden_dim
         else:
             text_kind, text_hidden = config.text_projection, config.text_projection_hidden_dim
-        self.text_projection = _projection(text_kind, text_dim, dim, text_hidden)
+        self.text_projection = new_projection(text_kind, text_dim, dim, text_hidden)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         self._locked: list[str] = []  # module names kept in eval mode (frozen BN / dropout)
 

@@ -132,6 +132,11 @@ class ModelConfig:
     #: image is decoded or encoded. 0 = off. Resumed runs recompute the features, which can differ
     #: from the first computation in the last bits.
     cache_image_views: int = 0
+    #: A fresh image projection of this kind ("linear" or "mlp", with ``image_projection_hidden_dim``)
+    #: in place of ``init``'s, on a fresh start of a dual-encoder model: a bigger head over a frozen
+    #: backbone (fashion-clip-mini stage 3). Empty: keep ``init``'s projection.
+    image_projection: str = ""
+    image_projection_hidden_dim: int | None = None
 
 
 @dataclass
@@ -242,6 +247,10 @@ class TrainConfig:
                 "val_zero_shot_template must contain '{}' exactly once",
             ),
             (self.model.cache_image_views >= 0, "model.cache_image_views must be >= 0"),
+            (
+                self.model.image_projection in ("", "linear", "mlp"),
+                "model.image_projection must be 'linear', 'mlp' or empty",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -52,6 +52,8 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
     barrier(ctx)
 
     model = load_model(config, ctx, resume_from)
+    if resume_from is None and config.model.image_projection:
+        replace_image_projection(model, config)
     precision = resolve_precision(config, model.device)
     parts = prepare_parts(config, model, fresh=state is None)
     loss_kind, loss_fn = setup_loss(config, parts, ctx)
@@ -195,6 +197,25 @@ def load_model(
     return fashionclip.load(
         source, device=ctx.device, allow_pickle=config.model.allow_pickle, precision="fp32"
     )
+
+
+def replace_image_projection(model: FashionCLIP, config: TrainConfig) -> None:
+    """A fresh image projection (``model.image_projection``), recorded in the model's config."""
+    from fashionclip.models.dual_encoder import FashionDualEncoder, new_projection
+
+    module = model.module
+    if not isinstance(module, FashionDualEncoder):
+        raise FashionCLIPError("model.image_projection needs a fashionclip dual-encoder model")
+    kind = config.model.image_projection
+    hidden = config.model.image_projection_hidden_dim
+    torch.manual_seed(config.seed)
+    head = new_projection(kind, module.vision_model.feature_dim, module.embedding_dim, hidden)
+    module.visual_projection = head.to(model.device, dtype=module.logit_scale.dtype)
+    if module.config.text_projection is None:  # the text side keeps its own kind
+        module.config.text_projection = module.config.projection
+        module.config.text_projection_hidden_dim = module.config.projection_hidden_dim
+    module.config.projection = "mlp" if kind == "mlp" else "linear"
+    module.config.projection_hidden_dim = hidden if kind == "mlp" else None
 
 
 def resolve_precision(config: TrainConfig, device: torch.device) -> str:
