@@ -6,7 +6,8 @@ Each configuration indexes the same KAGL test-split images into a fresh catalog 
 ``Catalog.index`` (reader -> embedder -> writer, commits every 1,024 rows):
 
 * ``local``: the model in this process, ``torch.set_num_threads(1)`` (one core);
-* ``ray-N``: ``RayEngine`` on a local Ray of ``--cpus`` CPUs, N actors of one CPU each.
+* ``ray-N``: ``RayEngine`` on a local Ray of ``--cpus`` CPUs, N actors of ``--num-cpus``
+  CPUs each (one torch thread per actor).
 
 Two figures per run: ``end_to_end`` (images / the run's seconds: for Ray this includes starting
 the actors and loading the model in each) and ``steady`` (images / the time from the first
@@ -88,6 +89,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", default="1,2", help="Ray pool sizes to measure")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument(
+        "--num-cpus", type=float, default=1.0, help="CPUs per actor (fractional: 0.5)"
+    )
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -109,7 +113,9 @@ def main() -> None:
     tmp_log = tempfile.mkdtemp(prefix="ray-scaling-")
     configs: dict[str, Any] = {"local": None}
     for n in (int(w) for w in args.workers.split(",")):
-        configs[f"ray-{n}"] = RayEngine(RayOptions(workers=n, num_cpus=1.0), ModelSpec(None))
+        configs[f"ray-{n}"] = RayEngine(
+            RayOptions(workers=n, num_cpus=args.num_cpus), ModelSpec(None)
+        )
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
     for repeat in range(args.repeats):
         for name, engine in configs.items():  # interleaved, so load changes hit all alike

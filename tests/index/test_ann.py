@@ -215,3 +215,31 @@ def test_recall_for_text_like_queries_offset_from_the_data(tmp_path):
         overlap.append(len(want & got) / 10)
     assert len(overlap) == 50 and np.mean(overlap) >= 0.98
     cat.close()
+
+
+def test_default_vector_storage_is_bf16_where_the_cpu_has_a_kernel(tmp_path, monkeypatch):
+    from fashionclip.index.backends import usearch as backend
+
+    backend.default_dtype.cache_clear()
+    expected = backend.default_dtype(DIM)
+    assert expected in ("bf16", "f16")
+    assert backend.UsearchIndex(DIM).params["dtype"] == expected
+    assert backend.UsearchIndex(DIM, {"dtype": "f16"}).params["dtype"] == "f16"
+    cat = _catalog(tmp_path)
+    _add(cat, clustered(60, DIM, seed=12), 0)
+    info = cat.ann_info
+    assert info is not None and info.params["dtype"] == expected  # recorded concretely
+
+    class NoKernel:
+        hardware_acceleration = "auto"
+
+        def __init__(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(backend, "require_usearch", lambda: NoKernel)
+    backend.default_dtype.cache_clear()
+    try:
+        assert backend.default_dtype(DIM) == "f16"  # a serial bf16 loop would be slower
+    finally:
+        backend.default_dtype.cache_clear()
+    cat.close()

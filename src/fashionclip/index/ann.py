@@ -10,11 +10,12 @@ and which index answers a query.
   :attr:`AnnPolicy.rebuild_dead_fraction` of its keys are tombstones (removed or re-embedded
   products, which search skips).
 * **Which index answers** (:func:`choose`): exact search below the threshold, on request
-  (``Query.exact=True``, ``--exact``) and for selective filters; the ANN index otherwise. Under
-  a filter the cheaper of two measured costs wins: an exact scan of just the allowed rows
-  (always the true filtered top-k) or the ANN index with an over-fetch scaled by the filter's
-  selectivity and a retry (``UsearchIndex.search``); see :func:`choose`. The constants are measured by ``benchmarks/ann_scale.py``; see
-  docs/design.md, "One machine, 1M products".
+  (``Query.exact=True``, ``--exact``) and for very selective filters; the HNSW index
+  otherwise. Under a filter the cheapest of three measured costs wins: an exact scan of just
+  the allowed rows (always the true filtered top-k), a scan of the allowed rows' PCA-reduced
+  vectors re-ranked exactly (``backends/reduced.py``), or the HNSW index with an over-fetch
+  scaled by the filter's selectivity and a retry (``UsearchIndex.search``). The constants are
+  measured by ``benchmarks/ann_scale.py``; see docs/design.md, "One machine, 1M products".
 * **Bad files.** A missing or unreadable index file never gives a traceback or a wrong answer:
   search falls back to the exact scan (``exact=False`` raises a one-line error) and the next
   :func:`update` rebuilds it.
@@ -35,6 +36,7 @@ import numpy as np
 from fashionclip.errors import FashionCLIPError
 from fashionclip.index.backends import AnnInfo, VectorIndex, backend_class
 from fashionclip.index.backends.base import add_segments
+from fashionclip.index.backends.reduced import ReducedIndex
 from fashionclip.index.snapshot import Snapshot
 from fashionclip.index.store import ANN_DIR, Store, now_iso
 
@@ -53,6 +55,16 @@ DEFAULT_REBUILD_DEAD_FRACTION = 0.25
 #: an exact gather-and-score; measured at 1M (benchmarks/ann_scale.py): an ef-2048 query took
 #: 12.5 ms, a gather of 55k rows 71 ms, i.e. ~6 us vs ~1.3 us.
 ANN_CANDIDATE_COST = 5.0
+#: How much deeper than the selectivity estimate a filtered HNSW search really has to fetch
+#: (filters correlate with queries). Measured at 1M under the 5.5% filter: the 10th allowed
+#: row ranked 1,769th (text queries, median) and 4,470th (more like this) among all rows,
+#: where the estimate fetches 764: x2.3 and x5.9, paid as retries.
+FILTER_DEPTH = 4.0
+#: Cost of scoring one allowed row on the reduced vectors (backends/reduced.py), same unit;
+#: measured at 1M: 7.0 ms for the 55k rows of the 5.5% filter vs 63 ms for the exact gather.
+REDUCED_ROW_COST = 0.12
+#: Fixed cost of a reduced scan: its exact re-scoring and per-query overhead (~0.25 ms).
+REDUCED_FIXED_COST = 200.0
 
 
 @dataclass(frozen=True)
@@ -217,41 +229,69 @@ def _register(store: Store, index: VectorIndex, backend: str, seconds: float) ->
 
 
 def choose(
-    snap: Snapshot, candidates: np.ndarray | None, exact: bool | None, ann: VectorIndex | None
+    snap: Snapshot,
+    candidates: np.ndarray | None,
+    exact: bool | None,
+    ann: VectorIndex | None,
+    reduced: VectorIndex | None = None,
 ) -> VectorIndex | None:
-    """The ANN index when it should answer this query, else None (exact scan).
+    """The approximate index that should answer this query, else None (exact scan).
 
-    ``exact=False`` always uses it (the caller checks it exists); ``exact=None`` uses it
-    unfiltered, and under a filter when it is the cheaper of: an exact gather of the
-    ``len(candidates)`` allowed rows, or an HNSW search over-fetching ``fetch`` candidates
-    (at least ``expansion_search`` of them), ``fetch`` growing as the filter keeps fewer rows
-    (:func:`ann_filter_cost`). At 1M rows the exact gather wins below about 1.5% (always the
-    true filtered top-k); broader filters are answered by the index.
+    ``exact=False`` always uses ``ann`` (the caller checks it exists); ``exact=None`` uses it
+    unfiltered. Under a filter keeping ``n = len(candidates)`` rows, the cheapest of three
+    estimated costs, in rows of an exact gather, wins (:func:`filter_costs`):
+
+    * exact gather: ``n`` (always the true filtered top-k);
+    * HNSW with over-fetch: ``ANN_CANDIDATE_COST x max(ef, FILTER_DEPTH x fetch)``, ``fetch``
+      growing as the filter keeps fewer rows;
+    * ``reduced`` scan (when given): ``REDUCED_ROW_COST x n + rerank + REDUCED_FIXED_COST``.
+
+    At 1M rows: exact below ~0.07% of the catalog, reduced scan up to ~8%, HNSW above.
     """
     if ann is None or exact:
         return None
     if exact is False or candidates is None:
         return ann
-    return ann if ann_filter_cost(ann, snap.n_live, len(candidates)) < len(candidates) else None
+    costs = filter_costs(ann, snap.n_live, len(candidates), reduced is not None)
+    best = min(costs, key=lambda name: costs[name])
+    return {"exact": None, "ann": ann, "reduced": reduced}[best]
+
+
+def filter_costs(
+    ann: VectorIndex, n_live: int, n_candidates: int, with_reduced: bool = True, k: int = 10
+) -> dict[str, float]:
+    """Estimated cost of each way of answering a query under a filter keeping
+    ``n_candidates`` of ``n_live`` rows, in rows of an exact gather (see :func:`choose`)."""
+    costs = {"exact": float(n_candidates), "ann": ann_filter_cost(ann, n_live, n_candidates, k)}
+    if with_reduced:
+        from fashionclip.index.backends.reduced import RERANK, RERANK_PER_K
+
+        rerank = min(n_candidates, max(RERANK, RERANK_PER_K * k))
+        costs["reduced"] = REDUCED_ROW_COST * n_candidates + rerank + REDUCED_FIXED_COST
+    return costs
 
 
 def ann_filter_cost(ann: VectorIndex, n_live: int, n_candidates: int, k: int = 10) -> float:
-    """Estimated cost, in gathered rows, of an ANN search under a filter keeping
-    ``n_candidates`` of ``n_live`` rows (the over-fetch ``UsearchIndex.search`` does)."""
+    """Estimated cost, in gathered rows, of an HNSW search under a filter keeping
+    ``n_candidates`` of ``n_live`` rows: the over-fetch ``UsearchIndex.search`` starts with,
+    times the retries a correlated filter costs (:data:`FILTER_DEPTH`)."""
     from fashionclip.index.backends.usearch import FETCH_EXTRA, FETCH_FACTOR
 
     fetch = max(FETCH_FACTOR * k, k + FETCH_EXTRA) * n_live / max(1, n_candidates)
-    return ANN_CANDIDATE_COST * max(fetch, float(ann.params.get("expansion_search", 0)))
+    ef = float(ann.params.get("expansion_search", 0))
+    return ANN_CANDIDATE_COST * max(FILTER_DEPTH * fetch, ef)
 
 
 class LoadedAnn:
     """A catalog's ANN index, loaded (memory-mapped) once per index file and shared by the
-    threads that search it."""
+    threads that search it, and its in-memory reduced vectors (filtered search)."""
 
     def __init__(self, root: os.PathLike[str] | str, dim: int) -> None:
         self.root, self.dim = root, dim
         self._loaded: tuple[str, VectorIndex] | None = None  # (file name, loaded index)
         self._lock = threading.Lock()
+        #: PCA-reduced vectors for filtered search (in memory, filled on first use).
+        self.reduced = ReducedIndex(dim)
 
     def get(self, snap: Snapshot, required: bool = False) -> VectorIndex | None:
         """The index for ``snap``; None when there is none or its file is bad (exact search

@@ -525,7 +525,8 @@ class Catalog:
         ann = None if query.exact else self._ann.get(snap, required=query.exact is False)
 
         def vector_search(n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-            index = ann_life.choose(snap, allowed, query.exact, ann) or self._exact
+            index = ann_life.choose(snap, allowed, query.exact, ann, self._ann.reduced)
+            index = index or self._exact
             return index.search(snap, q, n, allowed, exclude)
 
         positions, scores, understood = ranking(

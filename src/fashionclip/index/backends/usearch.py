@@ -10,6 +10,7 @@ is approximate.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +40,20 @@ def require_usearch() -> Any:
     return Index
 
 
+@functools.lru_cache(maxsize=8)
+def default_dtype(dim: int) -> str:
+    """The index's vector storage when none is asked for: ``bf16`` where usearch has a SIMD
+    kernel for it on this CPU, else ``f16`` (both 2 bytes per dimension). Measured at 100k
+    (benchmarks/ann_scale.py vectors, ef 2048, 2 shared AVX-512-BF16 cores): bf16 7.4 ms p50
+    vs f16 9.0 ms for text queries, recall@10 0.998 vs 0.999; without a kernel ("auto": a
+    serial loop) bf16 would be the slower one."""
+    try:
+        probe = require_usearch()(ndim=dim, metric="ip", dtype="bf16")
+        return "bf16" if probe.hardware_acceleration not in ("auto", "serial") else "f16"
+    except (FashionCLIPError, ValueError, RuntimeError):
+        return "f16"
+
+
 def search_keys(index: Any, q: np.ndarray, count: int) -> np.ndarray:
     """Slots of (about) the ``count`` nearest vectors."""
     matches = index.search(q, count)
@@ -50,7 +65,7 @@ class UsearchIndex(VectorIndex):
 
     name = "usearch"
     defaults: ClassVar[dict[str, Any]] = {
-        "dtype": "f16",
+        "dtype": "auto",
         "connectivity": 16,
         "expansion_add": 128,
         "expansion_search": 2048,
@@ -58,6 +73,8 @@ class UsearchIndex(VectorIndex):
 
     def __init__(self, dim: int, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(dim, params)
+        if self.params["dtype"] == "auto":
+            self.params["dtype"] = default_dtype(dim)
         self.index: Any = None
         self._live_count: tuple[int, int] | None = None
 
