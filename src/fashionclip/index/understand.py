@@ -8,6 +8,11 @@ longest phrase first against the values ("formal shoes" before "formal"), joined
 ("t shirt" -> "Tshirts"), the everyday synonyms of :data:`SYNONYMS`, the WordNet names of
 ``data/article_synonyms.json``, and last close misspellings (difflib, words of 4+ letters).
 
+A misspelling is corrected only towards a catalog value or an everyday synonym (never towards
+a rare WordNet name: "slipper" is two edits from "slipover"), and only when the word is not
+itself an English word (``data/english_words.json``, from WordNet): "skirt" is not a
+misspelling of "shirt" even in a catalog that sells no skirts.
+
 The result, ``{column: [values]}``, is used by :mod:`.hybrid` as a soft boost (never a hard
 filter) and returned with the results so that a page can show it as removable chips.
 """
@@ -15,6 +20,7 @@ filter) and returned with the results so that a page can show it as removable ch
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -115,12 +121,26 @@ def _wordnet_aliases() -> dict[str, list[str]]:
     return aliases if isinstance(aliases, dict) else {}
 
 
+@functools.cache
+def english_words() -> frozenset[str]:
+    """Correctly spelled English words of 4+ letters (WordNet lemmas; see
+    tools/build_english_words.py): never "corrected" into a catalog word."""
+    source = resources.files("fashionclip.data").joinpath("english_words.json")
+    try:
+        words = json.loads(source.read_text(encoding="utf-8")).get("words", "")
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(words.split()) if isinstance(words, str) else frozenset()
+
+
 @dataclass
 class Vocabulary:
     """Phrases of the catalog's attribute values -> (column, value) pairs."""
 
     phrases: dict[Phrase, list[tuple[str, str]]] = field(default_factory=dict)
     joined: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: Joined forms a misspelling may be corrected to: catalog values and SYNONYMS only.
+    correctable: set[str] = field(default_factory=set)
     longest: int = 1
 
     @classmethod
@@ -139,6 +159,7 @@ class Vocabulary:
             vocab._add(_phrase(value), [(column, value)], primary=True)
         for word, (column, wanted) in SYNONYMS.items():
             vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
+        vocab.correctable = set(vocab.joined)
         by_value = {v: c for c, v in present}
         for value, names in _wordnet_aliases().items():
             if value not in by_value:
@@ -183,12 +204,12 @@ class Vocabulary:
         return found
 
     def _fuzzy(self, word: str) -> list[tuple[str, str]] | None:
-        if len(word) < MIN_FUZZY_LETTERS or word.isdigit():
+        if len(word) < MIN_FUZZY_LETTERS or word.isdigit() or word in english_words():
             return None
         # Only keys of a similar length can reach the cutoff (ratio <= 2 * min / (a + b)):
         # at most a third shorter or half longer than the word.
         n = len(word)
-        keys = [k for k in self.joined if -(n // 3) - 1 <= len(k) - n <= n // 2 + 1]
+        keys = [k for k in sorted(self.correctable) if -(n // 3) - 1 <= len(k) - n <= n // 2 + 1]
         close = difflib.get_close_matches(word, keys, n=1, cutoff=FUZZY_CUTOFF)
         return self.joined[close[0]] if close else None
 

@@ -1,0 +1,49 @@
+"""Query understanding: misspellings are corrected, correctly spelled words never are."""
+
+from __future__ import annotations
+
+from fashionclip.index.understand import Vocabulary, english_words
+
+VALUES = {
+    "gender": ["Men", "Women"],
+    "articleType": ["Shirts", "Sweaters", "Sandals", "Watches"],
+    "baseColour": ["Black", "Red"],
+}
+
+
+def test_a_real_word_is_never_corrected_into_a_catalog_value():
+    vocab = Vocabulary.build(VALUES)
+    # "skirt" is one letter from "shirt": a catalog without skirts must not read it as Shirts
+    assert vocab.understand("skirts") == {}
+    assert vocab.understand("black skirt") == {"baseColour": ["Black"]}
+    # "boots" / "boats", "wrench" / "watch" style near misses are real words too
+    assert vocab.understand("sandal") == {"articleType": ["Sandals"]}  # exact, not fuzzy
+
+
+def test_a_rare_wordnet_alias_is_never_a_correction_target():
+    vocab = Vocabulary.build(VALUES)
+    # "slipover" is a WordNet hyponym of sweater, two edits from "slipper"
+    assert vocab.understand("slipover") == {"articleType": ["Sweaters"]}  # the alias itself
+    assert vocab.understand("slippers") == {}
+    assert vocab.understand("slipovr") == {}  # misspelt rare alias: not guessed either
+
+
+def test_misspellings_are_still_corrected():
+    vocab = Vocabulary.build(VALUES)
+    assert vocab.understand("shirst") == {"articleType": ["Shirts"]}
+    assert vocab.understand("sweter") == {"articleType": ["Sweaters"]}
+    assert vocab.understand("blak sandles") == {
+        "baseColour": ["Black"],
+        "articleType": ["Sandals"],
+    }
+    assert vocab.understand("womens wtches") == {
+        "gender": ["Women"],
+        "articleType": ["Watches"],
+    }
+
+
+def test_english_word_list_holds_words_not_misspellings():
+    words = english_words()
+    assert len(words) > 50_000
+    assert {"skirt", "slipper", "sweater", "black"} <= words
+    assert not {"sweter", "blak", "sandle", "shirst"} & words
