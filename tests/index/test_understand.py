@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fashionclip.index.understand import Vocabulary, english_words
+from fashionclip.index.understand import Vocabulary, edit_distance, english_words, max_edits
 
 VALUES = {
     "gender": ["Men", "Women"],
@@ -47,3 +47,24 @@ def test_english_word_list_holds_words_not_misspellings():
     assert len(words) > 50_000
     assert {"skirt", "slipper", "sweater", "black"} <= words
     assert not {"sweter", "blak", "sandle", "shirst"} & words
+
+
+def test_the_closest_form_wins_and_far_words_are_left_alone():
+    vocab = Vocabulary.build({"articleType": ["Shirts", "Shorts", "Jeans"]})
+    # "shrit": one swap from "shirt", two substitutions from "short" (a 5-letter word may
+    # have one edit); before, both were equally "close" and the alphabetically last won
+    assert vocab.understand("shrits") == {"articleType": ["Shirts"]}
+    assert vocab.understand("jeens") == {"articleType": ["Jeans"]}
+    assert vocab.understand("shxxts") == {}
+    # two edits from both "sandal" and "bangle": the more similar form wins, not the first
+    two = Vocabulary.build({"articleType": ["Bangle", "Sandals"]})
+    assert two.understand("sandles") == {"articleType": ["Sandals"]}
+
+
+def test_edit_distance_counts_damerau_edits_with_an_early_stop():
+    assert edit_distance("shrit", "shirt", 2) == 1
+    assert edit_distance("shrit", "short", 2) == 2
+    assert edit_distance("sandle", "sandal", 2) == 2
+    assert edit_distance("braclet", "bracelet", 2) == 1
+    assert edit_distance("abcdef", "uvwxyz", 1) == 2  # capped at limit + 1
+    assert max_edits("blak") == 1 and max_edits("sandle") == 2

@@ -6,9 +6,12 @@ catalog has one). A query's words are lower-cased, possessives dropped ("women's
 and put in the singular (:func:`fashionclip.data.captions.singular_word`), then matched
 longest phrase first against the values ("formal shoes" before "formal"), joined forms
 ("t shirt" -> "Tshirts"), the everyday synonyms of :data:`SYNONYMS`, the WordNet names of
-``data/article_synonyms.json``, and last close misspellings (difflib, words of 4+ letters).
+``data/article_synonyms.json``, and last close misspellings.
 
-A misspelling is corrected only towards a catalog value or an everyday synonym (never towards
+A misspelling is a word of 4+ letters within :func:`max_edits` edits (insertions, deletions,
+substitutions and swaps of two neighbouring letters: Damerau's four kinds of typing error) of
+a known form, the closest one winning ("shrit" is one swap from "shirt", two edits from
+"short"; among equally close ones, the most similar by difflib's ratio). It is corrected only towards a catalog value or an everyday synonym (never towards
 a rare WordNet name: "slipper" is two edits from "slipover"), and only when the word is not
 itself an English word (``data/english_words.json``, from WordNet): "skirt" is not a
 misspelling of "shirt" even in a catalog that sells no skirts.
@@ -94,7 +97,9 @@ _NOISY_ALIASES = frozenset(
     ]
 )
 MIN_FUZZY_LETTERS = 4
-FUZZY_CUTOFF = 0.8
+#: Words of this many letters or more may be two edits from the form they misspell (Lucene's
+#: "AUTO" fuzziness: one edit for short words, two for long ones).
+TWO_EDIT_LETTERS = 6
 _POSSESSIVE = re.compile(r"(?<=\w)['’`]s?\b", re.UNICODE)
 
 Phrase = tuple[str, ...]
@@ -206,12 +211,39 @@ class Vocabulary:
     def _fuzzy(self, word: str) -> list[tuple[str, str]] | None:
         if len(word) < MIN_FUZZY_LETTERS or word.isdigit() or word in english_words():
             return None
-        # Only keys of a similar length can reach the cutoff (ratio <= 2 * min / (a + b)):
-        # at most a third shorter or half longer than the word.
-        n = len(word)
-        keys = [k for k in sorted(self.correctable) if -(n // 3) - 1 <= len(k) - n <= n // 2 + 1]
-        close = difflib.get_close_matches(word, keys, n=1, cutoff=FUZZY_CUTOFF)
-        return self.joined[close[0]] if close else None
+        limit = max_edits(word)
+        best: tuple[int, float, str] | None = None
+        for key in self.correctable:
+            if abs(len(key) - len(word)) <= limit:
+                d = edit_distance(word, key, limit)
+                if d > limit:
+                    continue
+                # equally few edits ("sandle": sandal, bangle): the more similar form wins
+                rank = (d, -difflib.SequenceMatcher(None, word, key).ratio(), key)
+                best = rank if best is None or rank < best else best
+        return self.joined[best[2]] if best else None
+
+
+def max_edits(word: str) -> int:
+    """Edits a misspelling of ``word``'s length may have: 1, or 2 from TWO_EDIT_LETTERS."""
+    return 2 if len(word) >= TWO_EDIT_LETTERS else 1
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance of ``a`` and ``b`` (insert, delete, substitute,
+    swap neighbours); any value above ``limit`` is returned as ``limit + 1`` (early stop)."""
+    previous: list[int] = []
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        before, previous, row = previous, row, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], before[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+    return min(row[-1], limit + 1)
 
 
 def chips(understood: Mapping[str, Sequence[str]]) -> dict[str, str | list[str]]:
