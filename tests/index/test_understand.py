@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fashionclip.index.understand import Vocabulary, edit_distance, english_words, max_edits
+from fashionclip.index.understand import (
+    Vocabulary,
+    deletions,
+    edit_distance,
+    english_words,
+    max_edits,
+)
 
 VALUES = {
     "gender": ["Men", "Women"],
@@ -68,3 +74,14 @@ def test_edit_distance_counts_damerau_edits_with_an_early_stop():
     assert edit_distance("braclet", "bracelet", 2) == 1
     assert edit_distance("abcdef", "uvwxyz", 1) == 2  # capped at limit + 1
     assert max_edits("blak") == 1 and max_edits("sandle") == 2
+
+
+def test_candidates_from_deletions_find_every_close_form():
+    vocab = Vocabulary.build(VALUES)
+    words = ["shirst", "sweter", "blak", "sandle", "wtch", "swaeter", "sweatre"]
+    for word in words:
+        limit = max_edits(word)
+        near = vocab.near(word, limit)
+        close = {k for k in vocab.correctable if edit_distance(word, k, limit) <= limit}
+        assert close and close <= near, word  # nothing within reach is missed
+    assert deletions("abc", 1) == {"abc", "bc", "ac", "ab"}

@@ -146,6 +146,8 @@ class Vocabulary:
     joined: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     #: Joined forms a misspelling may be corrected to: catalog values and SYNONYMS only.
     correctable: set[str] = field(default_factory=set)
+    #: Deletion neighbourhoods of the correctable forms (built on first use; see _fuzzy).
+    _near: dict[str, set[str]] | None = field(default=None, repr=False)
     longest: int = 1
 
     @classmethod
@@ -213,7 +215,7 @@ class Vocabulary:
             return None
         limit = max_edits(word)
         best: tuple[int, float, str] | None = None
-        for key in self.correctable:
+        for key in self.near(word, limit):
             if abs(len(key) - len(word)) <= limit:
                 d = edit_distance(word, key, limit)
                 if d > limit:
@@ -222,6 +224,32 @@ class Vocabulary:
                 rank = (d, -difflib.SequenceMatcher(None, word, key).ratio(), key)
                 best = rank if best is None or rank < best else best
         return self.joined[best[2]] if best else None
+
+    def near(self, word: str, limit: int) -> set[str]:
+        """Correctable forms that may be within ``limit`` edits of ``word``: those sharing a
+        string with it after at most ``limit`` deletions on each side (SymSpell's candidate
+        rule: it finds every form within ``limit`` insertions, deletions, substitutions or
+        swaps, so only these few are measured exactly; the query costs microseconds)."""
+        if self._near is None:
+            index: dict[str, set[str]] = {}
+            for key in self.correctable:
+                for variant in deletions(key, 2):
+                    index.setdefault(variant, set()).add(key)
+            self._near = index
+        found: set[str] = set()
+        for variant in deletions(word, limit):
+            found |= self._near.get(variant, set())
+        return found
+
+
+def deletions(word: str, n: int) -> set[str]:
+    """``word`` and every string made from it by deleting up to ``n`` letters."""
+    out = {word}
+    frontier = {word}
+    for _ in range(n):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
 
 
 def max_edits(word: str) -> int:
