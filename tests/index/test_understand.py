@@ -85,3 +85,9 @@ def test_candidates_from_deletions_find_every_close_form():
         close = {k for k in vocab.correctable if edit_distance(word, k, limit) <= limit}
         assert close and close <= near, word  # nothing within reach is missed
     assert deletions("abc", 1) == {"abc", "bc", "ac", "ab"}
+
+
+def test_a_huge_word_is_out_of_reach_at_once():
+    vocab = Vocabulary.build(VALUES)
+    assert vocab.near("x" * 10_000, 2) == set()
+    assert vocab.understand("shirts " + "y" * 10_000) == {"articleType": ["Shirts"]}

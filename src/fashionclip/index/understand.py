@@ -236,6 +236,8 @@ class Vocabulary:
                 for variant in deletions(key, 2):
                     index.setdefault(variant, set()).add(key)
             self._near = index
+        if len(word) > max(map(len, self.correctable), default=0) + limit:
+            return set()  # out of reach (and a 10 KB "word" has ~10^8 deletion variants)
         found: set[str] = set()
         for variant in deletions(word, limit):
             found |= self._near.get(variant, set())
