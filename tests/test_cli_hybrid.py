@@ -66,3 +66,12 @@ def test_text_index_command(catalog: str, capsys: pytest.CaptureFixture[str]) ->
     code, out, _ = _search(capsys, "--catalog", catalog, "--mode", "keyword", "--json", "green")
     assert code == 0 and [h["id"] for h in json.loads(out)] == ["1"]
     assert main(["text-index", "--catalog", catalog, "--field", "x=heavy"]) == 2
+
+
+def test_ignore_understood(catalog: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _search(
+        capsys, "--catalog", catalog, "--top-k", "4", "--ignore-understood", "gender",
+        "women's red shirt",
+    )  # fmt: skip
+    assert code == 0 and len(out.splitlines()) == 4  # no filter: every product still listed
+    assert 'understood: {"baseColour": "Red"}' in err

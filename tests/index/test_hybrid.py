@@ -226,3 +226,19 @@ def test_text_index_row_count_matches(shop):
     assert TextIndex(shop.store).row_count() == len(shop)
     with pytest.raises(sqlite3.OperationalError):
         shop.store.connection().execute("SELECT * FROM product_text WHERE product_text MATCH '\"'")
+
+
+def test_ignored_understood_column_is_not_used_and_not_a_filter(shop):
+    full = shop.search("red dresses", k=40)
+    assert full.understood == {"baseColour": "Red", "articleType": "Dresses"}
+    reds = [h.metadata["baseColour"] == "Red" for h in full[:12]]
+    left = shop.search("red dresses", k=40, ignore_understood=["baseColour"])
+    assert left.understood == {"articleType": "Dresses"}
+    assert len(left) == len(full) == 40  # nothing filtered
+    # red non-dresses were boosted by the colour; without it only the red dresses remain
+    assert sum(h.metadata["baseColour"] == "Red" for h in left[:12]) < sum(reds)
+    assert left[0].metadata["articleType"] == "Dresses"  # the kept chip still boosts
+    vector = shop.search("red dresses", mode="vector", ignore_understood="articleType")
+    assert vector.understood == {"baseColour": "Red"}
+    with pytest.raises(InvalidQueryError, match="ignore_understood"):
+        Query(text="red", ignore_understood=[3])

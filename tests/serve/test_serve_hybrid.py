@@ -83,3 +83,32 @@ def test_composed_image_with_text(client):
     body = got.json()
     assert body["understood"] == {"baseColour": "White"} and body["query"]["text"] == "white"
     assert body["results"]["results"][0]["metadata"]["baseColour"] == "White"
+
+
+def test_ignored_understood_column_drops_its_boost_and_is_never_a_filter(client):
+    """A removed chip: the column is neither boosted nor filtered (other colours rank)."""
+    text = {"query": "red dress", "k": 24, "mode": "hybrid"}
+    boosted = client.post("/api/search/text", json=text).json()
+    assert boosted["understood"] == {"baseColour": "Red", "articleType": "Dresses"}
+    got = client.post("/api/search/text", json={**text, "ignore_understood": ["baseColour"]})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["understood"] == {"articleType": "Dresses"} and body["filters"] == {}
+    hits = body["results"]["results"]
+    assert len(hits) == 24  # every product still ranks: nothing was filtered
+    top = [h["metadata"]["baseColour"] for h in hits[:6]]
+    assert top != ["Red"] * 6 and set(top) != {"Red"}
+    like = {"id": "p0", "text": "black", "k": 4, "ignore_understood": ["baseColour"]}
+    assert client.post("/api/search/like", json=like).json()["understood"] == {}
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(buffer, format="PNG")
+    files = {"image": ("red.png", buffer.getvalue(), "image/png")}
+    form = {"text": "white watch", "k": "3", "ignore_understood": "baseColour"}
+    image = client.post("/api/search/image", files=files, data=form).json()
+    assert image["understood"] == {"articleType": "Watches"}
+    bad = client.post("/api/search/text", json={**text, "ignore_understood": [""]})
+    assert bad.status_code in (400, 422)

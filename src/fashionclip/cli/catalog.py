@@ -238,6 +238,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             filters=filters,
             exact=True if args.exact else None,
             mode=args.mode,
+            ignore_understood=args.ignore_understood,
         )
         if query.needs_encoding and query.mode != "keyword":
             name = args.model or catalog.model_identity.name
@@ -388,6 +389,13 @@ def _add_search(commands: Any) -> None:
         default=None,
         help="vector (embeddings), keyword (BM25 over the text index) or hybrid (both, with "
         "query understanding); default: hybrid for a text, vector otherwise",
+    )
+    search.add_argument(
+        "--ignore-understood",
+        action="append",
+        metavar="COLUMN",
+        help="do not use what was understood for this column (no boost, never a filter); "
+        "repeatable",
     )
     search.set_defaults(handler=_cmd_search)
 

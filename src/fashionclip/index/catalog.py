@@ -455,6 +455,7 @@ class Catalog:
         exact: bool | None = None,
         text: str | None = None,
         mode: str | None = None,
+        ignore_understood: Sequence[str] | None = None,
     ) -> SearchResults:
         """The ``k`` products most similar to a query, best first.
 
@@ -470,7 +471,8 @@ class Catalog:
         requires the ANN index. Same as ``run(Query(...))``.
 
         ``mode``: vector, keyword or hybrid (None: hybrid for text; :mod:`.hybrid`). ``text=``
-        with ``like=`` or an image composes them. Returns :class:`SearchResults`.
+        with ``like=`` or an image composes them. ``ignore_understood``: understood columns
+        not to use (their soft boost is dropped; never a filter). Returns SearchResults.
         """
         inputs: dict[str, Any] = {"text": text, "image": image, "vector": vector, "like": like}
         if query is not None:
@@ -486,6 +488,7 @@ class Catalog:
                 filters=filters,
                 exact=exact,
                 mode=mode,
+                ignore_understood=ignore_understood,
             )
         )
 

@@ -21,7 +21,7 @@ that matches none of them still ranks when its vector or its words are close. Th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -112,8 +112,10 @@ class HybridSearch:
                 cached = self._vocab = (snap.generation, Vocabulary.build(values))
         return cached[1]
 
-    def understand(self, snap: Snapshot, text: str) -> Understood:
-        return self.vocabulary(snap).understand(text)
+    def understand(self, snap: Snapshot, text: str, ignore: Collection[str] = ()) -> Understood:
+        """The understood query, without the columns in ``ignore``."""
+        found = self.vocabulary(snap).understand(text)
+        return {c: v for c, v in found.items() if c not in ignore}
 
     # -- rankings ------------------------------------------------------------------------------
 
@@ -159,11 +161,13 @@ class HybridSearch:
         vector_search: VectorSearch,
         candidates: np.ndarray | None,
         exclude: int | None = None,
+        ignore: Collection[str] = (),
     ) -> tuple[np.ndarray, np.ndarray, Understood]:
-        """The fused top ``k``: ``(positions, fused scores, understood)``."""
+        """The fused top ``k``: ``(positions, fused scores, understood)``; the understood
+        columns in ``ignore`` are left out (no attribute list, no boost; never a filter)."""
         w = self.weights
         n = max(w.depth, k)
-        understood = self.understand(snap, text)
+        understood = self.understand(snap, text, ignore)
         # The keyword query runs in a worker thread while the vector pass runs here: SQLite
         # and numpy's scan both release the GIL, so on two free cores they overlap.
         pending = (
@@ -307,12 +311,13 @@ def ranking(
     """Positions and scores of ``query`` in its mode, and the understood query as chips."""
     k = int(query.k or 0)
     text = query.text
+    ignore = tuple(query.ignore_understood or ())
     if query.mode == "hybrid" and text is not None:
         positions, scores, understood = hybrid.search(
-            snap, text, k, vector_search, candidates, exclude
+            snap, text, k, vector_search, candidates, exclude, ignore
         )
         return positions, scores, chips(understood)
-    understood = hybrid.understand(snap, text) if text is not None else {}
+    understood = hybrid.understand(snap, text, ignore) if text is not None else {}
     if query.mode == "keyword" and text is not None:
         positions, scores = hybrid.keyword(snap, text, k, candidates, exclude)
     else:

@@ -26,6 +26,8 @@ FilterValue = str | int | float | bool
 MODES = ("vector", "keyword", "hybrid")
 #: Longest product id accepted in a query.
 MAX_ID_CHARS = 1024
+#: Most understood columns a query may ask to ignore.
+MAX_IGNORED = 64
 #: Encodes the text or image of a query into a vector (e.g. under a service's model lock).
 EncodeHook = Callable[["Query"], Any]
 
@@ -47,6 +49,8 @@ class Query:
     with ``image`` or ``like``: a composed query ("like 4025, but red").
 
     ``mode`` is one of :data:`MODES`; None means "hybrid" when there is text, else "vector".
+    ``ignore_understood``: columns whose understood values the search must not use (a chip
+    the person removed): their soft boost is dropped; never a filter.
 
     After construction ``text`` is white-space folded, ``vector`` is a unit float32 row,
     ``k`` an int and ``filters`` a dict of column -> list of values (empty: no filter).
@@ -62,6 +66,7 @@ class Query:
     filters: Mapping[str, Any] | None = None
     mode: str | None = None
     exact: bool | None = None
+    ignore_understood: Collection[str] | None = None
     limits: QueryLimits = field(default_factory=QueryLimits, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +84,7 @@ class Query:
             set_(self, "like", check_id(self.like))
         set_(self, "k", check_k(self.k, limits))
         set_(self, "filters", check_filters(self.filters, limits.max_filter_values))
+        set_(self, "ignore_understood", check_ignored(self.ignore_understood))
         if self.vector is not None:
             set_(self, "vector", unit_vector(self.vector))
         if isinstance(self.image, PurePath):
@@ -178,6 +184,20 @@ def check_id(product_id: object) -> str:
     if len(product_id) > MAX_ID_CHARS:
         raise InvalidQueryError(f"the product id is longer than {MAX_ID_CHARS} characters")
     return product_id
+
+
+def check_ignored(columns: object) -> tuple[str, ...]:
+    """Column names (a string or a list of them) whose understood values are not used."""
+    if columns is None:
+        return ()
+    names = [columns] if isinstance(columns, str) else columns
+    if not isinstance(names, list | tuple | set | frozenset) or not all(
+        isinstance(c, str) and 0 < len(c) <= MAX_ID_CHARS for c in names
+    ):
+        raise InvalidQueryError("ignore_understood must be a list of column names")
+    if len(names) > MAX_IGNORED:
+        raise InvalidQueryError(f"ignore_understood lists more than {MAX_IGNORED} columns")
+    return tuple(dict.fromkeys(sorted(names)))
 
 
 def check_filters(filters: object, max_values: int | None = None) -> dict[str, list[FilterValue]]:

@@ -6,7 +6,15 @@ catalog has one). A query's words are lower-cased, possessives dropped ("women's
 and put in the singular (:func:`fashionclip.data.captions.singular_word`), then matched
 longest phrase first against the values ("formal shoes" before "formal"), joined forms
 ("t shirt" -> "Tshirts"), the everyday synonyms of :data:`SYNONYMS`, the WordNet names of
-``data/article_synonyms.json``, and last close misspellings (difflib, words of 4+ letters).
+``data/article_synonyms.json``, and last close misspellings.
+
+A misspelling is a word of 4+ letters within :func:`max_edits` edits (insertions, deletions,
+substitutions and swaps of two neighbouring letters: Damerau's four kinds of typing error) of
+a known form, the closest one winning ("shrit" is one swap from "shirt", two edits from
+"short"; among equally close ones, the most similar by difflib's ratio). It is corrected only towards a catalog value or an everyday synonym (never towards
+a rare WordNet name: "slipper" is two edits from "slipover"), and only when the word is not
+itself an English word (``data/english_words.json``, from WordNet): "skirt" is not a
+misspelling of "shirt" even in a catalog that sells no skirts.
 
 The result, ``{column: [values]}``, is used by :mod:`.hybrid` as a soft boost (never a hard
 filter) and returned with the results so that a page can show it as removable chips.
@@ -15,6 +23,7 @@ filter) and returned with the results so that a page can show it as removable ch
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -88,7 +97,9 @@ _NOISY_ALIASES = frozenset(
     ]
 )
 MIN_FUZZY_LETTERS = 4
-FUZZY_CUTOFF = 0.8
+#: Words of this many letters or more may be two edits from the form they misspell (Lucene's
+#: "AUTO" fuzziness: one edit for short words, two for long ones).
+TWO_EDIT_LETTERS = 6
 _POSSESSIVE = re.compile(r"(?<=\w)['’`]s?\b", re.UNICODE)
 
 Phrase = tuple[str, ...]
@@ -115,12 +126,28 @@ def _wordnet_aliases() -> dict[str, list[str]]:
     return aliases if isinstance(aliases, dict) else {}
 
 
+@functools.cache
+def english_words() -> frozenset[str]:
+    """Correctly spelled English words of 4+ letters (WordNet lemmas; see
+    tools/build_english_words.py): never "corrected" into a catalog word."""
+    source = resources.files("fashionclip.data").joinpath("english_words.json")
+    try:
+        words = json.loads(source.read_text(encoding="utf-8")).get("words", "")
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(words.split()) if isinstance(words, str) else frozenset()
+
+
 @dataclass
 class Vocabulary:
     """Phrases of the catalog's attribute values -> (column, value) pairs."""
 
     phrases: dict[Phrase, list[tuple[str, str]]] = field(default_factory=dict)
     joined: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: Joined forms a misspelling may be corrected to: catalog values and SYNONYMS only.
+    correctable: set[str] = field(default_factory=set)
+    #: Deletion neighbourhoods of the correctable forms (built on first use; see _fuzzy).
+    _near: dict[str, set[str]] | None = field(default=None, repr=False)
     longest: int = 1
 
     @classmethod
@@ -139,6 +166,7 @@ class Vocabulary:
             vocab._add(_phrase(value), [(column, value)], primary=True)
         for word, (column, wanted) in SYNONYMS.items():
             vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
+        vocab.correctable = set(vocab.joined)
         by_value = {v: c for c, v in present}
         for value, names in _wordnet_aliases().items():
             if value not in by_value:
@@ -183,14 +211,69 @@ class Vocabulary:
         return found
 
     def _fuzzy(self, word: str) -> list[tuple[str, str]] | None:
-        if len(word) < MIN_FUZZY_LETTERS or word.isdigit():
+        if len(word) < MIN_FUZZY_LETTERS or word.isdigit() or word in english_words():
             return None
-        # Only keys of a similar length can reach the cutoff (ratio <= 2 * min / (a + b)):
-        # at most a third shorter or half longer than the word.
-        n = len(word)
-        keys = [k for k in self.joined if -(n // 3) - 1 <= len(k) - n <= n // 2 + 1]
-        close = difflib.get_close_matches(word, keys, n=1, cutoff=FUZZY_CUTOFF)
-        return self.joined[close[0]] if close else None
+        limit = max_edits(word)
+        best: tuple[int, float, str] | None = None
+        for key in self.near(word, limit):
+            if abs(len(key) - len(word)) <= limit:
+                d = edit_distance(word, key, limit)
+                if d > limit:
+                    continue
+                # equally few edits ("sandle": sandal, bangle): the more similar form wins
+                rank = (d, -difflib.SequenceMatcher(None, word, key).ratio(), key)
+                best = rank if best is None or rank < best else best
+        return self.joined[best[2]] if best else None
+
+    def near(self, word: str, limit: int) -> set[str]:
+        """Correctable forms that may be within ``limit`` edits of ``word``: those sharing a
+        string with it after at most ``limit`` deletions on each side (SymSpell's candidate
+        rule: it finds every form within ``limit`` insertions, deletions, substitutions or
+        swaps, so only these few are measured exactly; the query costs microseconds)."""
+        if self._near is None:
+            index: dict[str, set[str]] = {}
+            for key in self.correctable:
+                for variant in deletions(key, 2):
+                    index.setdefault(variant, set()).add(key)
+            self._near = index
+        if len(word) > max(map(len, self.correctable), default=0) + limit:
+            return set()  # out of reach (and a 10 KB "word" has ~10^8 deletion variants)
+        found: set[str] = set()
+        for variant in deletions(word, limit):
+            found |= self._near.get(variant, set())
+        return found
+
+
+def deletions(word: str, n: int) -> set[str]:
+    """``word`` and every string made from it by deleting up to ``n`` letters."""
+    out = {word}
+    frontier = {word}
+    for _ in range(n):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+def max_edits(word: str) -> int:
+    """Edits a misspelling of ``word``'s length may have: 1, or 2 from TWO_EDIT_LETTERS."""
+    return 2 if len(word) >= TWO_EDIT_LETTERS else 1
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance of ``a`` and ``b`` (insert, delete, substitute,
+    swap neighbours); any value above ``limit`` is returned as ``limit + 1`` (early stop)."""
+    previous: list[int] = []
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        before, previous, row = previous, row, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], before[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+    return min(row[-1], limit + 1)
 
 
 def chips(understood: Mapping[str, Sequence[str]]) -> dict[str, str | list[str]]:

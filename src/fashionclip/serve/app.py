@@ -463,7 +463,12 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
     def search_text(body: TextSearchIn) -> dict[str, Any]:
         """Products matching a text query, best first."""
         found = service.search_text(
-            body.query, k=body.k, filters=body.filters, compare=body.compare, mode=body.mode
+            body.query,
+            k=body.k,
+            filters=body.filters,
+            compare=body.compare,
+            mode=body.mode,
+            ignore_understood=body.ignore_understood,
         )
         return _with_urls(found.to_dict())
 
@@ -477,6 +482,7 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             compare=body.compare,
             text=body.text,
             mode=body.mode,
+            ignore_understood=body.ignore_understood,
         )
         return _with_urls(found.to_dict())
 
@@ -493,6 +499,9 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
         compare: Annotated[bool, Form(description="Also answer with the compare model")] = False,
         text: Annotated[str | None, Form(description="Words refining the image (composed)")] = None,
         mode: Annotated[str | None, Form(description="vector, keyword or hybrid")] = None,
+        ignore_understood: Annotated[
+            list[str] | None, Form(description="Understood columns not to use (repeat the field)")
+        ] = None,
     ) -> dict[str, Any]:
         """Products that look like an uploaded image (with ``text``: "like this, but red")."""
         data = _read_upload(image, service.limits.max_upload_bytes)
@@ -504,6 +513,7 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             filename=image.filename,
             text=text,
             mode=mode,
+            ignore_understood=ignore_understood,
         )
         return _with_urls(found.to_dict())
 

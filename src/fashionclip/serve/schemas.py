@@ -17,6 +17,10 @@ FILTERS_DOC = (
 
 
 MODE_DOC = "vector, keyword or hybrid; default: hybrid when there is query text, else vector."
+IGNORE_DOC = (
+    'Understood columns not to use (chips the person removed), e.g. ["baseColour"]: their '
+    "soft boost is dropped; never a filter."
+)
 
 
 class TextSearchIn(BaseModel):
@@ -25,6 +29,7 @@ class TextSearchIn(BaseModel):
     filters: FiltersIn | None = Field(None, description=FILTERS_DOC)
     compare: bool = Field(False, description="Also answer with the compare model.")
     mode: str | None = Field(None, description=MODE_DOC)
+    ignore_understood: list[str] | None = Field(None, description=IGNORE_DOC)
 
 
 class LikeSearchIn(BaseModel):
@@ -36,6 +41,7 @@ class LikeSearchIn(BaseModel):
         None, description="Words that refine the product: 'like this, but red' (composed)."
     )
     mode: str | None = Field(None, description=MODE_DOC)
+    ignore_understood: list[str] | None = Field(None, description=IGNORE_DOC)
 
 
 class TimingOut(BaseModel):

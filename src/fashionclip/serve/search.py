@@ -269,10 +269,18 @@ class SearchService:
         filters: Filters | None = None,
         compare: bool = False,
         mode: str | None = None,
+        ignore_understood: Sequence[str] | None = None,
     ) -> SearchResponse:
         """Products matching a text query, best first (``mode``: see Query)."""
         started = time.perf_counter()
-        query_ = self._query(compare, text=query, k=k, filters=filters, mode=mode)
+        query_ = self._query(
+            compare,
+            text=query,
+            k=k,
+            filters=filters,
+            mode=mode,
+            ignore_understood=ignore_understood,
+        )
         lists = [self._search_side(side, query_) for side in self._sides(compare)]
         return self._response({"text": query_.text}, query_, lists, started)
 
@@ -286,12 +294,16 @@ class SearchService:
         filename: str | None = None,
         text: str | None = None,
         mode: str | None = None,
+        ignore_understood: Sequence[str] | None = None,
     ) -> SearchResponse:
         """Products that look like an uploaded image (its bytes), best first; with ``text``
         a composed query."""
         started = time.perf_counter()
         image = self.decode_upload(data)
-        query = self._query(compare, image=image, k=k, filters=filters, text=text, mode=mode)
+        query = self._query(
+            compare, image=image, k=k, filters=filters, text=text, mode=mode,
+            ignore_understood=ignore_understood,
+        )  # fmt: skip
         lists = [self._search_side(side, query) for side in self._sides(compare)]
         shown = {"image": filename or "upload", "width": image.width, "height": image.height}
         if query.text is not None:
@@ -307,11 +319,15 @@ class SearchService:
         compare: bool = False,
         text: str | None = None,
         mode: str | None = None,
+        ignore_understood: Sequence[str] | None = None,
     ) -> SearchResponse:
         """Products most similar to a catalog product (excluded from its own results);
         with ``text``, a composed query ("like this, but red")."""
         started = time.perf_counter()
-        query = self._query(compare, like=product_id, k=k, filters=filters, text=text, mode=mode)
+        query = self._query(
+            compare, like=product_id, k=k, filters=filters, text=text, mode=mode,
+            ignore_understood=ignore_understood,
+        )  # fmt: skip
         lists = [self._like_side(side, query) for side in self._sides(compare)]
         product = self._primary.catalog.get(str(query.like))
         title = self._title(str(query.like), product.metadata if product else {})

@@ -153,6 +153,8 @@ async function run() {
       form.append("k", String(k));
       form.append("filters", JSON.stringify(filters));
       form.append("compare", compare ? "true" : "false");
+      const extra = window.fcHybrid ? window.fcHybrid.extend("image") : {}; // words, mode
+      for (const [key, value] of Object.entries(extra)) for (const v of [].concat(value)) form.append(key, v);
       result = await api("/api/search/image", { method: "POST", body: form });
     }
     if (seq !== state.seq) return;

@@ -1,0 +1,93 @@
+"""Query understanding: misspellings are corrected, correctly spelled words never are."""
+
+from __future__ import annotations
+
+from fashionclip.index.understand import (
+    Vocabulary,
+    deletions,
+    edit_distance,
+    english_words,
+    max_edits,
+)
+
+VALUES = {
+    "gender": ["Men", "Women"],
+    "articleType": ["Shirts", "Sweaters", "Sandals", "Watches"],
+    "baseColour": ["Black", "Red"],
+}
+
+
+def test_a_real_word_is_never_corrected_into_a_catalog_value():
+    vocab = Vocabulary.build(VALUES)
+    # "skirt" is one letter from "shirt": a catalog without skirts must not read it as Shirts
+    assert vocab.understand("skirts") == {}
+    assert vocab.understand("black skirt") == {"baseColour": ["Black"]}
+    # "boots" / "boats", "wrench" / "watch" style near misses are real words too
+    assert vocab.understand("sandal") == {"articleType": ["Sandals"]}  # exact, not fuzzy
+
+
+def test_a_rare_wordnet_alias_is_never_a_correction_target():
+    vocab = Vocabulary.build(VALUES)
+    # "slipover" is a WordNet hyponym of sweater, two edits from "slipper"
+    assert vocab.understand("slipover") == {"articleType": ["Sweaters"]}  # the alias itself
+    assert vocab.understand("slippers") == {}
+    assert vocab.understand("slipovr") == {}  # misspelt rare alias: not guessed either
+
+
+def test_misspellings_are_still_corrected():
+    vocab = Vocabulary.build(VALUES)
+    assert vocab.understand("shirst") == {"articleType": ["Shirts"]}
+    assert vocab.understand("sweter") == {"articleType": ["Sweaters"]}
+    assert vocab.understand("blak sandles") == {
+        "baseColour": ["Black"],
+        "articleType": ["Sandals"],
+    }
+    assert vocab.understand("womens wtches") == {
+        "gender": ["Women"],
+        "articleType": ["Watches"],
+    }
+
+
+def test_english_word_list_holds_words_not_misspellings():
+    words = english_words()
+    assert len(words) > 50_000
+    assert {"skirt", "slipper", "sweater", "black"} <= words
+    assert not {"sweter", "blak", "sandle", "shirst"} & words
+
+
+def test_the_closest_form_wins_and_far_words_are_left_alone():
+    vocab = Vocabulary.build({"articleType": ["Shirts", "Shorts", "Jeans"]})
+    # "shrit": one swap from "shirt", two substitutions from "short" (a 5-letter word may
+    # have one edit); before, both were equally "close" and the alphabetically last won
+    assert vocab.understand("shrits") == {"articleType": ["Shirts"]}
+    assert vocab.understand("jeens") == {"articleType": ["Jeans"]}
+    assert vocab.understand("shxxts") == {}
+    # two edits from both "sandal" and "bangle": the more similar form wins, not the first
+    two = Vocabulary.build({"articleType": ["Bangle", "Sandals"]})
+    assert two.understand("sandles") == {"articleType": ["Sandals"]}
+
+
+def test_edit_distance_counts_damerau_edits_with_an_early_stop():
+    assert edit_distance("shrit", "shirt", 2) == 1
+    assert edit_distance("shrit", "short", 2) == 2
+    assert edit_distance("sandle", "sandal", 2) == 2
+    assert edit_distance("braclet", "bracelet", 2) == 1
+    assert edit_distance("abcdef", "uvwxyz", 1) == 2  # capped at limit + 1
+    assert max_edits("blak") == 1 and max_edits("sandle") == 2
+
+
+def test_candidates_from_deletions_find_every_close_form():
+    vocab = Vocabulary.build(VALUES)
+    words = ["shirst", "sweter", "blak", "sandle", "wtch", "swaeter", "sweatre"]
+    for word in words:
+        limit = max_edits(word)
+        near = vocab.near(word, limit)
+        close = {k for k in vocab.correctable if edit_distance(word, k, limit) <= limit}
+        assert close and close <= near, word  # nothing within reach is missed
+    assert deletions("abc", 1) == {"abc", "bc", "ac", "ab"}
+
+
+def test_a_huge_word_is_out_of_reach_at_once():
+    vocab = Vocabulary.build(VALUES)
+    assert vocab.near("x" * 10_000, 2) == set()
+    assert vocab.understand("shirts " + "y" * 10_000) == {"articleType": ["Shirts"]}
