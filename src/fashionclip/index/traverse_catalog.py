@@ -18,6 +18,7 @@ import numpy as np
 
 from fashionclip.errors import InvalidQueryError
 from fashionclip.index import filters as filtering
+from fashionclip.index.filters import value_key
 from fashionclip.index.query import check_columns, check_filters
 from fashionclip.index.snapshot import Snapshot
 from fashionclip.index.traverse import (
@@ -107,7 +108,7 @@ def traverse(
     settings.check(snap.n_live, needs_population=method == "gradrec")
     wanted = check_filters(filters)
     if keep is not None:
-        wanted[keep] = _seed_value(catalog, str(product_id), keep, snap.columns)
+        wanted[keep] = _kept(catalog, str(product_id), keep, snap.columns, wanted.get(keep))
     check_columns(list(wanted), snap.columns)
     candidates = filtering.candidates(snap, wanted, catalog.store.column_values)
     direction = direction_for(catalog, snap, start, end, method, settings, encode_texts)
@@ -165,13 +166,23 @@ def direction_for(
     return direction
 
 
-def _seed_value(catalog: Catalog, product_id: str, column: str, columns: Sequence[str]) -> Any:
-    """The seed's value of ``column`` (for keep=); clear errors when it has none."""
+def _kept(
+    catalog: Catalog,
+    product_id: str,
+    column: str,
+    columns: Sequence[str],
+    filtered: Sequence[Any] | None,
+) -> list[Any]:
+    """The filter values for ``keep=column``: the seed's value, and only if a filter on the
+    same column (``filtered``) allows it too (else none: nothing may be shown). Clear errors
+    when the seed has no value."""
     check_columns([column], columns)
     product = catalog.get(product_id)
     value = None if product is None else product.metadata.get(column)
     if value is None or value == "":
         raise InvalidQueryError(f"product {product_id!r} has no {column!r} value to keep")
+    if filtered is not None and value_key(value) not in {value_key(v) for v in filtered}:
+        return []
     return [value]
 
 
