@@ -17,10 +17,13 @@ the model's vectors and the catalog's metadata (the kept column); luminance only
 * ``bands D``: rung ``i`` at the seed's projection + ``i * D`` standard deviations of the kept
   category's projections (the step calibrated to the catalog's spread), +- D/2, the products
   of the whole category nearest the walk point; a rung with nothing on it is skipped;
-* ``pca k``: the GradREC direction restricted to the catalog's top ``k`` principal axes;
-* ``category``: GradREC's direction computed within the seed's category (exemplars: its top
+The direction is the library's (GradREC within article types) unless the row says otherwise:
+
+* ``catalog-wide``: GradREC's direction over the whole catalog (the library before);
+* ``pca k``: that direction restricted to the catalog's top ``k`` principal axes;
+* ``category``: GradREC's direction computed within the seed's category only (exemplars: its top
   5%, population: its top 30% for the phrases; the global one for categories under 40);
-* ``agree``: only products further along both the GradREC and the arithmetic direction,
+* ``agree``: only products further along both that direction and the arithmetic one,
   in shares of the sum of their ranks on the two, each share's products nearest the seed.
 
 ``--diagnose``: per seed of the CLI-default walk, its *headroom* (the share of its category
@@ -62,9 +65,12 @@ class Space:
         self.types = np.array([str(t) for t in types])
         self._axes: np.ndarray | None = None
 
-    def direction(self, start: str, end: str, method: str = "gradrec") -> np.ndarray:
+    def direction(
+        self, start: str, end: str, method: str = "gradrec", within: str | None = "articleType"
+    ) -> np.ndarray:
+        """The library's direction (with keep=articleType: estimated within article types)."""
         snap = self.catalog.snapshot()
-        return direction_for(self.catalog, snap, start, end, method, WalkSettings())
+        return direction_for(self.catalog, snap, start, end, method, WalkSettings(), None, within)
 
     def axes(self, k: int) -> np.ndarray:
         """The catalog's top ``k`` principal axes, (k, D)."""
@@ -171,9 +177,6 @@ def variants(space: Space) -> dict[str, Walker]:
     def plain(start: str, end: str, seed: int) -> np.ndarray:
         return space.direction(start, end)
 
-    def arithmetic(start: str, end: str, seed: int) -> np.ndarray:
-        return space.direction(start, end, "arithmetic")
-
     def pca(k: int) -> Direction:
         def direction(start: str, end: str, seed: int) -> np.ndarray:
             axes = space.axes(k)
@@ -201,7 +204,11 @@ def variants(space: Space) -> dict[str, Walker]:
             cache[key] = gradrec_from_sets(exemplars, population)
         return cache[key]
 
+    def catalog_wide(start: str, end: str, seed: int) -> np.ndarray:
+        return space.direction(start, end, within=None)
+
     out: dict[str, Walker] = {
+        "library walk, catalog-wide direction (before)": space.walker(library(space), catalog_wide),
         "ladder (quantile rungs)": space.walker(ladder(space), plain),
     }
     for delta in (0.3, 0.5):
