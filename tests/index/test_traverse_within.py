@@ -42,12 +42,10 @@ class ConfoundedText:
 
     def __call__(self, prompts: list[str]) -> np.ndarray:
         self.calls += 1
+        dark = np.array(["dark" in prompt for prompt in prompts])
         out = np.zeros((len(prompts), DIM), np.float32)
-        for i, prompt in enumerate(prompts):
-            if "dark" in prompt:
-                out[i, 0] = 1.0
-            else:
-                out[i, 0], out[i, 1] = -1.0, 1.0
+        out[:, 0] = np.where(dark, 1.0, -1.0)
+        out[~dark, 1] = 1.0
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 

@@ -102,11 +102,9 @@ def gradrec_from_sets(exemplars: np.ndarray, population: np.ndarray) -> np.ndarr
     phrase's top ``end_n``. Per dimension, each exemplar's z-score against the population; the
     direction is their mean over std (signal to noise), negated to point start -> end.
     """
-    exemplars = np.asarray(exemplars, np.float64)
-    population = np.asarray(population, np.float64)
-    deltas = (exemplars - population.mean(axis=0)) / (population.std(axis=0) + _EPS)
-    theta = deltas.mean(axis=0) / (deltas.std(axis=0) + _EPS)
-    return _unit(-theta, "the start and end phrases select the same products")
+    direction = gradrec_within([(exemplars, population)])
+    assert direction is not None  # one set given
+    return direction
 
 
 def within_sets(

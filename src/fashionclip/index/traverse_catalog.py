@@ -20,7 +20,6 @@ import numpy as np
 
 from fashionclip.errors import InvalidQueryError
 from fashionclip.index import filters as filtering
-from fashionclip.index.filters import value_key
 from fashionclip.index.query import check_columns, check_filters
 from fashionclip.index.snapshot import Snapshot
 from fashionclip.index.traverse import (
@@ -205,7 +204,9 @@ def _kept(
     value = None if product is None else product.metadata.get(column)
     if value is None or value == "":
         raise InvalidQueryError(f"product {product_id!r} has no {column!r} value to keep")
-    if filtered is not None and value_key(value) not in {value_key(v) for v in filtered}:
+    if filtered is not None and filtering.value_key(value) not in {
+        filtering.value_key(v) for v in filtered
+    }:
         return []
     return [value]
 
