@@ -95,6 +95,15 @@ def test_keep_and_filters_are_respected(catalog: Catalog) -> None:
     assert other and {catalog.get(p).metadata["articleType"] for p in other} == {"Heels"}  # type: ignore[union-attr]
 
 
+def test_keep_does_not_override_a_filter_on_the_same_column(catalog: Catalog) -> None:
+    # p5 is a Heels product (TYPES[5 % 3]); keep and filters must both hold
+    assert catalog.get("p5").metadata["articleType"] == "Heels"  # type: ignore[union-attr]
+    both = _walk(catalog, "p5", keep="articleType", filters={"articleType": ["Shirts", "Heels"]})
+    types = {catalog.get(p).metadata["articleType"] for s in both for p in s}  # type: ignore[union-attr]
+    assert types == {"Heels"}
+    assert _walk(catalog, "p5", keep="articleType", filters={"articleType": "Shirts"}) == []
+
+
 def test_arithmetic_uses_the_same_walk(catalog: Catalog) -> None:
     path = _walk(catalog, method="arithmetic")
     flat = [p for step in path for p in step]

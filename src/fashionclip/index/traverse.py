@@ -5,8 +5,10 @@ recommenders", ECNLP 2022). Two pieces, both pure numpy over unit vectors:
 
 * a **direction** from a start phrase to an end phrase. ``gradrec``: the per-dimension
   signal-to-noise ratio of the start phrase's top ``start_n`` products (exemplars) against the
-  end phrase's top ``end_n`` products (population), negated so that it points start -> end.
-  ``arithmetic``: the difference of the two text vectors (the baseline).
+  end phrase's top ``end_n`` products (population), negated so that it points start -> end;
+  when the walk keeps a column (``keep="articleType"``), the same ratio estimated within each
+  of its values (:func:`gradrec_within`), so that it does not also point from one kind of
+  product to another. ``arithmetic``: the difference of the two text vectors (the baseline).
 * a **walk** from the seed along that direction (:func:`walk`). The original steps a point by
   a fixed ``alpha * v`` and pulls it back with the mean of its nearest products; on a real
   catalog that saturates after a step or two or jumps into another category. Here the walk
@@ -21,7 +23,7 @@ Both methods share the walk, so comparisons measure the direction alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,11 @@ MAX_STEPS = 20
 MAX_PER_STEP = 20
 #: The column the CLI and the web service keep at the seed's value when the catalog has it.
 DEFAULT_KEEP = "articleType"
+#: With ``keep``, the GradREC direction is estimated within each value of the kept column:
+#: each group's top quarter for the start phrase against its top quarter for the end phrase
+#: (chosen on KAGL val seeds, docs/recommend.md); groups under MIN_GROUP products are left out.
+WITHIN_SHARE = 0.25
+MIN_GROUP = 5
 _EPS = 1e-6
 
 
@@ -95,11 +102,65 @@ def gradrec_from_sets(exemplars: np.ndarray, population: np.ndarray) -> np.ndarr
     phrase's top ``end_n``. Per dimension, each exemplar's z-score against the population; the
     direction is their mean over std (signal to noise), negated to point start -> end.
     """
-    exemplars = np.asarray(exemplars, np.float64)
-    population = np.asarray(population, np.float64)
-    deltas = (exemplars - population.mean(axis=0)) / (population.std(axis=0) + _EPS)
-    theta = deltas.mean(axis=0) / (deltas.std(axis=0) + _EPS)
-    return _unit(-theta, "the start and end phrases select the same products")
+    direction = gradrec_within([(exemplars, population)])
+    assert direction is not None  # one set given
+    return direction
+
+
+def within_sets(
+    scores: np.ndarray,
+    groups: np.ndarray,
+    share: float = WITHIN_SHARE,
+    min_group: int = MIN_GROUP,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per group, the positions of its exemplars and of its population.
+
+    ``scores``: (n, 2) similarity of every row to the start and the end phrase (-inf: not a
+    candidate); ``groups``: (n,) group code per row, -1 for none (e.g. the articleType value).
+    A group of at least ``min_group`` candidates gives its top ``share`` by the start phrase
+    (exemplars, at least 1) and its top ``share`` by the end phrase (population, at least 2).
+    """
+    groups = np.asarray(groups)
+    usable = (groups >= 0) & np.isfinite(scores[:, 0]) & np.isfinite(scores[:, 1])
+    rows = np.flatnonzero(usable)
+    rows = rows[np.argsort(groups[rows], kind="stable")]
+    cuts = np.flatnonzero(np.diff(groups[rows])) + 1
+    sets: list[tuple[np.ndarray, np.ndarray]] = []
+    for members in np.split(rows, cuts):
+        n = len(members)
+        if n < max(min_group, 2):
+            continue
+        exemplars = members[top(scores[members, 0], max(1, round(share * n)))]
+        population = members[top(scores[members, 1], max(2, round(share * n)))]
+        sets.append((exemplars, population))
+    return sets
+
+
+def gradrec_within(sets: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """GradREC's signal-to-noise direction with each exemplar scored against its own group.
+
+    ``sets``: per group, (exemplar vectors, population vectors) as from :func:`within_sets`.
+    Each exemplar's per-dimension z-score is taken against its group's population, and the
+    mean over std runs over the exemplars of every group (negated: start -> end). A catalog-wide
+    GradREC direction also separates *kinds* of product (the start phrase's top products are
+    mostly one kind, the end phrase's another); within groups that difference cancels, leaving
+    what the phrases change inside a kind. None when no group is given.
+    """
+    total: np.ndarray | None = None
+    squares: np.ndarray | None = None
+    count = 0
+    for exemplars, population in sets:
+        exemplars = np.asarray(exemplars, np.float64)
+        population = np.asarray(population, np.float64)
+        deltas = (exemplars - population.mean(axis=0)) / (population.std(axis=0) + _EPS)
+        total = deltas.sum(axis=0) if total is None else total + deltas.sum(axis=0)
+        squares = (deltas**2).sum(axis=0) if squares is None else squares + (deltas**2).sum(axis=0)
+        count += len(deltas)
+    if total is None or squares is None:
+        return None
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return _unit(-mean / (std + _EPS), "the start and end phrases select the same products")
 
 
 def arithmetic_direction(start: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 The numbers live in :mod:`fashionclip.index.traverse`; this module finds them in a catalog's
 snapshot: the seed's vector, the candidate rows allowed by the filters (and by ``keep``, the
-seed's own value of a column), the phrases' direction — cached per catalog generation, model
-fingerprint, phrase pair, method and ``start_n`` / ``end_n`` — and the seed's nearest products
-further along it, then turns the walk's positions into :class:`SearchResult` steps.
+seed's own value of a column), the phrases' direction — with ``keep``, GradREC's direction is
+estimated within each value of the kept column; cached per catalog generation, model
+fingerprint, phrase pair, method, ``start_n`` / ``end_n`` and that column — and the seed's
+nearest products further along it, then turns the walk's positions into :class:`SearchResult`
+steps.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from fashionclip.index.traverse import (
     check_method,
     check_phrases,
     gradrec_from_sets,
+    gradrec_within,
     top,
     walk,
+    within_sets,
 )
 from fashionclip.index.types import SearchResult
 
@@ -96,8 +100,9 @@ def traverse(
     ``steps`` steps of up to ``per_step`` products, none shown twice, the seed never; see
     :class:`~fashionclip.index.traverse.WalkSettings` for ``step_size``, ``neighbourhood``,
     ``start_n`` and ``end_n``. ``filters`` limit what may be shown (as in search); ``keep``
-    names a column whose value must stay the seed's (``keep="articleType"``). ``method``:
-    ``"gradrec"`` (default) or ``"arithmetic"`` (text-vector difference, the baseline).
+    names a column whose value must stay the seed's (``keep="articleType"``); GradREC's
+    direction is then estimated within each value of that column. ``method``: ``"gradrec"``
+    (default) or ``"arithmetic"`` (text-vector difference, the baseline).
     ``encode_texts`` encodes the prompts (default: the catalog's model).
     """
     start, end = check_phrases(start, end)
@@ -107,10 +112,10 @@ def traverse(
     settings.check(snap.n_live, needs_population=method == "gradrec")
     wanted = check_filters(filters)
     if keep is not None:
-        wanted[keep] = _seed_value(catalog, str(product_id), keep, snap.columns)
+        wanted[keep] = _kept(catalog, str(product_id), keep, snap.columns, wanted.get(keep))
     check_columns(list(wanted), snap.columns)
     candidates = filtering.candidates(snap, wanted, catalog.store.column_values)
-    direction = direction_for(catalog, snap, start, end, method, settings, encode_texts)
+    direction = direction_for(catalog, snap, start, end, method, settings, encode_texts, keep)
     seed = snap.vector_at(seed_position)
     pool = _pool(snap, seed, seed_position, direction, candidates, settings.neighbourhood)
     path = walk(seed, _rows(snap, pool), direction, settings)
@@ -130,8 +135,13 @@ def direction_for(
     method: str,
     settings: WalkSettings,
     encode_texts: TextEncoder | None = None,
+    within: str | None = None,
 ) -> np.ndarray:
-    """The unit direction start -> end for this catalog generation, from the cache if there."""
+    """The unit direction start -> end for this catalog generation, from the cache if there.
+
+    ``within``: a column (the kept one); GradREC's direction is then estimated within each of
+    its values (:func:`~fashionclip.index.traverse.gradrec_within`), else over the catalog.
+    """
     from fashionclip.models.prompts import ENSEMBLE_TEMPLATES, build_zero_shot_classifier
 
     key = (
@@ -143,6 +153,7 @@ def direction_for(
         method,
         settings.start_n,
         settings.end_n,
+        within if method == "gradrec" else None,
     )
     cached = DIRECTIONS.get(key)
     if cached is not None:
@@ -158,20 +169,45 @@ def direction_for(
     else:
         scores = _score_all(snap, phrases)
         scores[~snap.live] = -np.inf
-        exemplars = _rows(snap, top(scores[:, 0], settings.start_n))
-        population = _rows(snap, top(scores[:, 1], settings.end_n))
-        direction = gradrec_from_sets(exemplars, population)
+        found = None if within is None else _within(catalog, snap, scores, within)
+        if found is None:
+            exemplars = _rows(snap, top(scores[:, 0], settings.start_n))
+            population = _rows(snap, top(scores[:, 1], settings.end_n))
+            found = gradrec_from_sets(exemplars, population)
+        direction = found
     DIRECTIONS.put(key, direction)
     return direction
 
 
-def _seed_value(catalog: Catalog, product_id: str, column: str, columns: Sequence[str]) -> Any:
-    """The seed's value of ``column`` (for keep=); clear errors when it has none."""
+def _within(catalog: Catalog, snap: Snapshot, scores: np.ndarray, column: str) -> np.ndarray | None:
+    """GradREC's direction within each value of ``column``; None when no value has enough
+    products (the caller then falls back to the catalog-wide direction)."""
+    codes, values, _ = filtering.column_codes(snap, column, catalog.store.column_values)
+    missing = np.array([value is None or value == "" for value in values] + [True])
+    groups = np.where(missing[codes], -1, codes)  # code -1 (dead row) indexes the last True
+    sets = within_sets(scores, groups)
+    return gradrec_within((_rows(snap, e), _rows(snap, p)) for e, p in sets)
+
+
+def _kept(
+    catalog: Catalog,
+    product_id: str,
+    column: str,
+    columns: Sequence[str],
+    filtered: Sequence[Any] | None,
+) -> list[Any]:
+    """The filter values for ``keep=column``: the seed's value, and only if a filter on the
+    same column (``filtered``) allows it too (else none: nothing may be shown). Clear errors
+    when the seed has no value."""
     check_columns([column], columns)
     product = catalog.get(product_id)
     value = None if product is None else product.metadata.get(column)
     if value is None or value == "":
         raise InvalidQueryError(f"product {product_id!r} has no {column!r} value to keep")
+    if filtered is not None and filtering.value_key(value) not in {
+        filtering.value_key(v) for v in filtered
+    }:
+        return []
     return [value]
 
 
