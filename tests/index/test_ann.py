@@ -102,12 +102,19 @@ def test_filtered_search_returns_the_true_filtered_top_k(tmp_path):
     _add(cat, vectors, 0)
     assert cat.ann_info is not None
     queries = clustered(10, DIM, seed=5)
+    found = total = 0
     for filters in ({"rare": True}, {"tenth": 3}, {"tenth": [1, 2, 3]}):
-        for exact in (None, False):
-            for q in queries:
-                want = _ids(cat.search(vector=q, k=5, filters=filters, exact=True))
-                assert want  # the filter keeps something
-                assert _ids(cat.search(vector=q, k=5, filters=filters, exact=exact)) == want
+        for q in queries:
+            want = _ids(cat.search(vector=q, k=5, filters=filters, exact=True))
+            assert want  # the filter keeps something
+            # The default path (the cost rule's choice) is exact at this size.
+            assert _ids(cat.search(vector=q, k=5, filters=filters)) == want
+            # HNSW forced: candidates are picked by the index's (bf16/f16) distances, so a
+            # near-tie at the over-fetch boundary may swap one hit; recall is the contract.
+            got = _ids(cat.search(vector=q, k=5, filters=filters, exact=False))
+            assert len(got) == len(want)
+            found, total = found + len(set(got) & set(want)), total + len(want)
+    assert found / total >= 0.95
     cat.close()
 
 
@@ -195,8 +202,19 @@ def test_policy_from_environment(monkeypatch):
         AnnPolicy.from_env()
 
 
-def test_recall_for_text_like_queries_offset_from_the_data(tmp_path):
-    """Queries far from every vector (a constant offset, as text is from images)."""
+def test_recall_for_text_like_queries_offset_from_the_data(tmp_path, monkeypatch):
+    """Queries far from every vector (a constant offset, as text is from images). The graph is
+    built on one thread: a multi-threaded build inserts in a different order each run, and this
+    test checks the recall settings, not the scheduler (it failed ~1 run in 20 at 0.97)."""
+    from fashionclip.index.backends import usearch as backend
+
+    index_class = backend.require_usearch()
+
+    class OneThread(index_class):  # type: ignore[misc,valid-type]
+        def add(self, keys, vectors, **kwargs):
+            return super().add(keys, vectors, **{**kwargs, "threads": 1})
+
+    monkeypatch.setattr(backend, "require_usearch", lambda: OneThread)
     dim = 32
     identity = {"name": "synthetic", "kind": "test", "embedding_dim": dim, "fingerprint": "s"}
     cat = Catalog.create(tmp_path / "recall", identity)

@@ -514,6 +514,15 @@ class Catalog:
         column). Returns the indexed columns (see :mod:`.text`)."""
         return self.hybrid.text.build(fields).columns
 
+    def warm_up(self) -> bool:
+        """Open the ANN index and fill filtered search's reduced vectors now (else paid by the
+        first filtered query: seconds at 1M). False: no ANN index."""
+        snap = self.snapshot()
+        if self._ann.get(snap) is None:
+            return False
+        self._ann.reduced.build(snap)
+        return True
+
     def run(self, query: Query, encode: EncodeHook | None = None) -> SearchResults:
         """Run a validated :class:`Query`. ``encode(query)`` turns its text or image into a
         vector (default: the catalog's model); filter columns and the vector's dimension are

@@ -54,6 +54,8 @@ def load_serving_state(
     main_model = load(name, device=device, allow_pickle=allow_pickle)
     catalog = Catalog.open(catalog_dir, main_model)
     log(f"catalog {catalog.path}: {len(catalog)} products")
+    if catalog.warm_up():
+        log("ANN index opened; reduced vectors for filtered search ready")
     state = ServingState(catalog, main_model)
     if compare_catalog is not None:
         other = Catalog.open(compare_catalog)
