@@ -36,13 +36,14 @@ demo: setup
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 $(FILTER) "running shoes"
 	$(BIN)/fashionclip search --catalog $(CATALOG) --top-k 5 "black leather handbag"
 
-# Re-train the shipped default model from scratch (three stages and a 1:1 weight average; see
+# Re-train the shipped default model from scratch (three stages, a 1:1 weight average, then stage 4; see
 # src/fashionclip/pretrained/fashion-clip-mini/MODEL_CARD.md). Writes runs/, not the package.
 default-model: setup
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/fashionclip train --config configs/fashion-clip-mini.toml
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/fashionclip train --config configs/fashion-clip-mini-stage2.toml
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/fashionclip train --config configs/fashion-clip-mini-stage3.toml
 	$(BIN)/python tools/wise_ft.py runs/fashion-clip-mini-stage3/best runs/fashion-clip-mini-v2 --alpha 0.5 --start runs/fashion-clip-mini-stage2/best
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/fashionclip train --config configs/fashion-clip-mini-stage4.toml
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

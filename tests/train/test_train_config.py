@@ -164,6 +164,26 @@ def test_stage3_adds_ccp_crops_on_top_of_stage2():
         load_train_config(folder / "fashion-clip-mini-stage3.toml", ["data.ccp_split=test"])
 
 
+def test_stage4_trains_a_new_image_head_from_v2_with_photo_and_thumbnail_views():
+    """Stage 4 (v3) starts from the WiSE-FT output that `make default-model` writes, keeps both
+    backbones frozen, and adds colour and category captions to stage 3's."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    stage3 = load_train_config(root / "configs" / "fashion-clip-mini-stage3.toml")
+    stage4 = load_train_config(root / "configs" / "fashion-clip-mini-stage4.toml")
+    assert stage4.model.init in (root / "Makefile").read_text()
+    assert stage4.model.lock_image and stage4.model.image_unlocked_groups == 0
+    assert stage4.model.lock_text and stage4.model.cache_image_views == 2
+    assert stage4.model.image_projection == "mlp"
+    assert stage4.captions.templates[: len(stage3.captions.templates)] == stage3.captions.templates
+    assert "a photo of a {baseColour}" in stage4.captions.templates
+    assert stage4.augment.photo_like > 0 and stage4.augment.negative_thumbnail > 0
+    assert stage4.data.ccp_split == "train" and stage4.data.max_train_samples is None
+    with pytest.raises(FashionCLIPError, match="test split"):
+        load_train_config(root / "configs" / "fashion-clip-mini-stage4.toml", ["data.ccp_split=test"])
+
+
 def test_loss_kinds_come_from_the_loss_registry(monkeypatch):
     from fashionclip.train import loss
 
