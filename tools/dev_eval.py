@@ -39,7 +39,7 @@ from fashionclip.models.model import FashionCLIP
 from fashionclip.train.photo import photo_like
 from fashionclip.train.wise import interpolate_state, wise_ft
 
-KAGL_ATTRIBUTES = ("articleType", "baseColour", "masterCategory")
+KAGL_ATTRIBUTES = ("articleType", "baseColour", "masterCategory", "gender", "usage")
 
 
 def dev_sets(data_dir: Path | None, fmnist_n: int, photo_n: int) -> dict[str, Any]:

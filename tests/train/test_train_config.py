@@ -181,7 +181,9 @@ def test_stage4_trains_a_new_image_head_from_v2_with_photo_and_thumbnail_views()
     assert stage4.augment.photo_like > 0 and stage4.augment.negative_thumbnail > 0
     assert stage4.data.ccp_split == "train" and stage4.data.max_train_samples is None
     with pytest.raises(FashionCLIPError, match="test split"):
-        load_train_config(root / "configs" / "fashion-clip-mini-stage4.toml", ["data.ccp_split=test"])
+        load_train_config(
+            root / "configs" / "fashion-clip-mini-stage4.toml", ["data.ccp_split=test"]
+        )
 
 
 def test_loss_kinds_come_from_the_loss_registry(monkeypatch):
