@@ -26,6 +26,10 @@ from fashionclip.index.snapshot import Snapshot
 #: up by the filter's selectivity and by the index's share of dead keys; re-scored exactly.
 FETCH_FACTOR = 4
 FETCH_EXTRA = 32
+#: Threads for graph construction (0: all cores). A multi-threaded build inserts in a different
+#: order each run, so the graph (and, rarely, a top-k on a tiny index) differs between runs; tests
+#: set 1 for a deterministic graph.
+BUILD_THREADS = 0
 #: Over-fetch retries (x4 each) when a filter leaves fewer than k hits, before the exact scan.
 RETRIES = 2
 
@@ -88,7 +92,7 @@ class UsearchIndex(VectorIndex):
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         if self.index is None:
             self.index = self._new()
-        self.index.add(np.asarray(keys).astype(np.uint64), vectors, threads=0)
+        self.index.add(np.asarray(keys).astype(np.uint64), vectors, threads=BUILD_THREADS)
         self.size += len(keys)
 
     def save(self, path: Path) -> None:
