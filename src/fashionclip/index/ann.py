@@ -35,6 +35,7 @@ import numpy as np
 
 from fashionclip.errors import FashionCLIPError
 from fashionclip.index.backends import AnnInfo, VectorIndex, backend_class
+from fashionclip.index.backends import reduced as reduced_backend
 from fashionclip.index.backends.base import add_segments
 from fashionclip.index.backends.reduced import ReducedIndex
 from fashionclip.index.snapshot import Snapshot
@@ -264,9 +265,8 @@ def filter_costs(
     ``n_candidates`` of ``n_live`` rows, in rows of an exact gather (see :func:`choose`)."""
     costs = {"exact": float(n_candidates), "ann": ann_filter_cost(ann, n_live, n_candidates, k)}
     if with_reduced:
-        from fashionclip.index.backends.reduced import RERANK, RERANK_PER_K
-
-        rerank = min(n_candidates, max(RERANK, RERANK_PER_K * k))
+        # Read at call time: the re-rank depth is a module setting (tests shrink it).
+        rerank = min(n_candidates, max(reduced_backend.RERANK, reduced_backend.RERANK_PER_K * k))
         costs["reduced"] = REDUCED_ROW_COST * n_candidates + rerank + REDUCED_FIXED_COST
     return costs
 
@@ -292,6 +292,14 @@ class LoadedAnn:
         self._lock = threading.Lock()
         #: PCA-reduced vectors for filtered search (in memory, filled on first use).
         self.reduced = ReducedIndex(dim)
+
+    def warm(self, snap: Snapshot) -> bool:
+        """Open the index and project the reduced vectors now, not in the first (filtered)
+        query, which would pay seconds for them at 1M. False: ``snap`` has no usable index."""
+        if self.get(snap) is None:
+            return False
+        self.reduced.build(snap)
+        return True
 
     def get(self, snap: Snapshot, required: bool = False) -> VectorIndex | None:
         """The index for ``snap``; None when there is none or its file is bad (exact search

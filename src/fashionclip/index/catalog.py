@@ -515,13 +515,8 @@ class Catalog:
         return self.hybrid.text.build(fields).columns
 
     def warm_up(self) -> bool:
-        """Open the ANN index and fill filtered search's reduced vectors now (else paid by the
-        first filtered query: seconds at 1M). False: no ANN index."""
-        snap = self.snapshot()
-        if self._ann.get(snap) is None:
-            return False
-        self._ann.reduced.build(snap)
-        return True
+        """Load what the first search would (:meth:`.ann.LoadedAnn.warm`); False: no ANN."""
+        return self._ann.warm(self.snapshot())
 
     def run(self, query: Query, encode: EncodeHook | None = None) -> SearchResults:
         """Run a validated :class:`Query`. ``encode(query)`` turns its text or image into a
