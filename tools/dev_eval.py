@@ -163,14 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.time()
             row = {"label": args.label, "model": name, "alpha": alpha, **score(model, pixels, sets)}
             row["seconds"] = round(time.time() - t0, 1)
-            line = json.dumps(
-                {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-            )
-            print(line, flush=True)
-            if args.out:
-                with args.out.open("a") as handle:
-                    handle.write(line + "\n")
+            emit(row, args.out)
     return 0
+
+
+def emit(row: dict[str, Any], out: Path | None) -> None:
+    """Print one run's scores as a JSON line (floats to 4 places), appended to ``out`` too."""
+    line = json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+    print(line, flush=True)
+    if out:
+        with out.open("a") as handle:
+            handle.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -250,14 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.time()
         row = train_heads(copy.deepcopy(config), args.work, args.label, args.image_mlp)
         row["seconds"] = round(time.time() - start)
-    line = json.dumps(
-        {"label": args.label, "overrides": args.overrides}
-        | {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-    )
-    print(line)
-    if args.out:
-        with args.out.open("a") as handle:
-            handle.write(line + "\n")
+    dev_eval.emit({"label": args.label, "overrides": args.overrides, **row}, args.out)
     return 0
 
 
