@@ -16,8 +16,9 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
 ]
 pytest.importorskip("fastapi")
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
+from browser_support import open_page  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.serve import create_app  # noqa: E402
 from test_serve_api import ServerThread, make_products  # noqa: E402
@@ -198,15 +199,7 @@ def test_image_plus_words(site: tuple[str, list], browser_page: object) -> None:
 
 @pytest.fixture
 def browser_page(tmp_path: Path) -> object:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
+    with open_page() as (page, problems):
         yield page
         page.screenshot(path=str(tmp_path / "hybrid-page.png"))
-        browser.close()
-        assert not problems, problems
+    assert not problems, problems

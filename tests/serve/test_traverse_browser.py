@@ -17,8 +17,9 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
 ]
 pytest.importorskip("fastapi")
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
+from browser_support import open_page  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.serve import create_app  # noqa: E402
 from test_serve_api import ServerThread, make_products  # noqa: E402
@@ -53,14 +54,7 @@ def base(tmp_path_factory: pytest.TempPathFactory, tiny_clip: object) -> object:
 
 
 def test_walk_strip(base: str, tmp_path: Path) -> None:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
+    with open_page() as (page, problems):
         page.goto(base + "/?q=dress")
         page.wait_for_selector("#results .details-button")
         page.locator("#results .details-button").first.click()
@@ -96,4 +90,3 @@ def test_walk_strip(base: str, tmp_path: Path) -> None:
         assert "the same" in page.text_content("#traverse-result .error")
         assert first_title
         assert problems == [base + "/api/traverse"]  # the refused walk's 400, nothing else
-        browser.close()
