@@ -64,6 +64,8 @@ def _views_key(config: TrainConfig, n: int) -> str:
 
 
 def _backbone(model: Any, images: list[Any]) -> torch.Tensor:
+    """fp32 backbone features, as the trainer caches its views (dev_eval.backbone_features runs
+    under the model's inference autocast instead, as scoring does)."""
     pixels = model.preprocess(images)
     with torch.inference_mode():
         return model.module.vision_model(
