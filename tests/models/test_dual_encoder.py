@@ -162,6 +162,44 @@ def test_text_side_can_have_its_own_projection(tmp_path):
         )
 
 
+def test_image_feature_blocks_append_pooled_block_outputs_and_round_trip(tmp_path):
+    """``image_feature_blocks``: the pooled outputs of the named blocks follow the last feature
+    map's pooled features (same numbers as a manual pass), the projection takes the wider input,
+    and a saved model loads with them."""
+    plain = FashionDualEncoder(tiny_config(vocab_size=50)).eval()
+    folder = build_tiny_dual_encoder(tmp_path / "base", seed=0)
+    _, processor, tokenizer = load_dual_encoder(folder)
+    torch.manual_seed(0)
+    model = FashionDualEncoder(
+        tiny_config(vocab_size=tokenizer.vocab_size, image_feature_blocks=[1, 0])
+    ).eval()
+    tower = model.vision_model
+    assert tower.feature_blocks == (0, 1)
+    blocks = tower.net._blocks
+    widths = [int(blocks[i]._bn2.num_features) for i in (0, 1)]
+    assert tower.feature_dim == plain.vision_model.feature_dim + sum(widths)
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        features = tower(pixels)
+        net = tower.net
+        x = net._swish(net._bn0(net._conv_stem(pixels)))
+        first = blocks[0](x)
+        second = blocks[1](first)
+    assert features.shape == (2, tower.feature_dim)
+    last = plain.vision_model.feature_dim
+    torch.testing.assert_close(features[:, last : last + widths[0]], first.mean(dim=(2, 3)))
+    torch.testing.assert_close(features[:, last + widths[0] :], second.mean(dim=(2, 3)))
+    saved = model.save_pretrained(
+        tmp_path / "multi", tokenizer=tokenizer, image_processor=processor
+    )
+    reloaded, _, _ = load_dual_encoder(saved)
+    assert reloaded.config.image_feature_blocks == [0, 1]
+    with torch.no_grad():
+        assert torch.equal(model.get_image_features(pixels), reloaded.get_image_features(pixels))
+    with pytest.raises(FashionCLIPError, match="feature blocks"):
+        FashionDualEncoder(tiny_config(vocab_size=50, image_feature_blocks=[len(blocks)]))
+
+
 def test_wrong_weights_file_is_reported(tmp_path):
     folder = build_tiny_dual_encoder(tmp_path / "t")
     with safe_open(folder / "model.safetensors", "pt") as handle:

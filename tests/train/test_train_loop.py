@@ -241,6 +241,28 @@ def test_interrupted_run_resumes_from_last_checkpoint(
         assert torch.equal(a[key], b[key]), key
 
 
+def test_image_feature_blocks_train_a_head_over_multi_level_features(
+    tmp_path, tiny_model_dirs, pairs
+):
+    """``model.image_feature_blocks`` widens the frozen backbone's features for the fresh head
+    (cached views included); the checkpoint records the blocks and loads with them."""
+    model_dir = tiny_model_dirs["fashionclip-dual-encoder"]
+    config = _config(
+        tmp_path,
+        model_dir,
+        pairs,
+        "model.lock_image=true",
+        "model.cache_image_views=2",
+        "model.image_projection=mlp",
+        "model.image_feature_blocks=[0, 1]",
+    )
+    after = fashionclip.load(train(config).last_checkpoint, device="cpu", precision="fp32").module
+    assert after.config.image_feature_blocks == [0, 1]
+    assert after.vision_model.feature_blocks == (0, 1)
+    assert after.visual_projection[0].in_features == after.vision_model.feature_dim
+    assert after.vision_model.feature_dim > int(after.vision_model.net._bn1.num_features)
+
+
 def test_image_projection_option_trains_a_fresh_mlp_head_and_saves_its_kind(
     tmp_path, tiny_model_dirs, pairs
 ):
@@ -269,5 +291,7 @@ def test_image_projection_option_trains_a_fresh_mlp_head_and_saves_its_kind(
         assert torch.equal(value, after.vision_model.state_dict()[key]), key
     with pytest.raises(FashionCLIPError, match="image_projection must be"):
         _config(tmp_path, model_dir, pairs, "model.image_projection=conv")
+    with pytest.raises(FashionCLIPError, match="image_feature_blocks needs"):
+        _config(tmp_path, model_dir, pairs, "model.image_feature_blocks=[0]")
     with pytest.raises(FashionCLIPError, match="dual-encoder"):
         train(_config(tmp_path / "c", tiny_model_dirs["clip"], pairs, "model.image_projection=mlp"))

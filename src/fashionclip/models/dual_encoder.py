@@ -74,6 +74,9 @@ class FashionDualEncoderConfig:
     image_tower_overrides: dict[str, Any] = field(default_factory=dict)  # EfficientNet params
     image_tower_source: TowerSource = "folder"
     image_tower_sha256: str | None = None
+    #: MBConv blocks whose pooled outputs join the image features (multi-level features; the
+    #: model card says why). Empty: the last feature map only.
+    image_feature_blocks: list[int] = field(default_factory=list)
     text_tower: str = "all-MiniLM-L6-v2"
     text_config: dict[str, Any] | None = None  # None: the packaged tower's config
     text_tower_source: TowerSource = "package"
@@ -93,6 +96,7 @@ class FashionDualEncoderConfig:
     def __post_init__(self) -> None:
         if self.image_size is None:
             self.image_size = native_image_size(self.image_tower)
+        self.image_feature_blocks = sorted(int(b) for b in self.image_feature_blocks)
         for name in ("image_tower_source", "text_tower_source"):
             if getattr(self, name) not in ("package", "folder"):
                 raise FashionCLIPError(f"{name} must be 'package' or 'folder'")
@@ -290,7 +294,10 @@ class FashionDualEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.vision_model = EfficientNetTower(
-            config.image_tower, config.image_size, config.image_tower_overrides
+            config.image_tower,
+            config.image_size,
+            config.image_tower_overrides,
+            config.image_feature_blocks,
         )
         self.text_model = build_text_model(config.text_config or {})
         text_dim = int(self.text_model.config.hidden_size)

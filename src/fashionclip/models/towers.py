@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from fashionclip.errors import ModelNotFoundError
+from fashionclip.errors import FashionCLIPError, ModelNotFoundError
 from fashionclip.utils import sha256_file
 
 if TYPE_CHECKING:
@@ -184,16 +185,27 @@ def pretrained_efficientnet(name: str, image_size: int | None = None) -> Efficie
 
 
 class EfficientNetTower(nn.Module):
-    """EfficientNet backbone without classifier: global-average-pooled last feature map."""
+    """EfficientNet backbone without classifier: global-average-pooled last feature map.
+
+    ``feature_blocks``: indices of MBConv blocks whose global-average-pooled outputs are appended
+    to the last feature map's (multi-level features). An ImageNet head keeps little of an image's
+    lightness, which earlier stages still carry (see the fashion-clip-mini model card).
+    """
 
     def __init__(
-        self, name: str, image_size: int | None = None, overrides: dict[str, Any] | None = None
+        self,
+        name: str,
+        image_size: int | None = None,
+        overrides: dict[str, Any] | None = None,
+        feature_blocks: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.net = build_efficientnet(name, image_size, overrides)
         self.net._fc = nn.Identity()  # classifier and its dropout are not part of the tower
         self.net._dropout = nn.Identity()
+        self.feature_blocks: tuple[int, ...] = ()
         self.feature_dim = int(self.net._bn1.num_features)
+        self.set_feature_blocks(feature_blocks)
         self._fast_padding()
         self.reset_parameters()
         # 1.4x faster convolutions on CPU. torch's stubs lack Module.to(memory_format=...).
@@ -228,18 +240,40 @@ class EfficientNetTower(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.feature_map(pixel_values).mean(dim=(2, 3))
+    def set_feature_blocks(self, blocks: Sequence[int]) -> None:
+        """Choose the blocks whose pooled outputs :meth:`forward` appends (updates feature_dim)."""
+        count = len(self.net._blocks)
+        chosen = tuple(int(b) for b in blocks)
+        if any(not 0 <= b < count for b in chosen) or len(set(chosen)) != len(chosen):
+            raise FashionCLIPError(
+                f"image feature blocks must be distinct block indices from 0 to {count - 1}, "
+                f"got {list(blocks)}"
+            )
+        self.feature_blocks = tuple(sorted(chosen))
+        extra = sum(int(self.net._blocks[b]._bn2.num_features) for b in self.feature_blocks)
+        self.feature_dim = int(self.net._bn1.num_features) + extra
 
-    def feature_map(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if not self.feature_blocks:
+            return self.feature_map(pixel_values).mean(dim=(2, 3))
+        pooled: list[torch.Tensor] = []
+        last = self.feature_map(pixel_values, pooled)
+        return torch.cat([last.mean(dim=(2, 3)), *pooled], dim=1)
+
+    def feature_map(
+        self, pixel_values: torch.Tensor, pooled: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """``net.extract_features`` with BatchNorm folded into the conv wherever the BN is in
-        eval mode (inference, and locked layers in training): 1.5x faster on CPU."""
+        eval mode (inference, and locked layers in training): 1.5x faster on CPU. ``pooled``
+        collects the pooled outputs of the :attr:`feature_blocks`, in block order."""
         net = self.net
         x = net._swish(_conv_bn(net._conv_stem, net._bn0, pixel_values))
         rate = net._global_params.drop_connect_rate
         for index, block in enumerate(net._blocks):
             block_rate = rate * index / len(net._blocks) if rate else None
             x = _mbconv(block, x, block_rate)
+            if pooled is not None and index in self.feature_blocks:
+                pooled.append(x.mean(dim=(2, 3)))
         return net._swish(_conv_bn(net._conv_head, net._bn1, x))
 
     def load_packaged(self, name: str, expected_sha256: str | None = None) -> str:

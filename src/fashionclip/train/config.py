@@ -137,6 +137,9 @@ class ModelConfig:
     #: backbone (fashion-clip-mini stage 3). Empty: keep ``init``'s projection.
     image_projection: str = ""
     image_projection_hidden_dim: int | None = None
+    #: With ``image_projection``: MBConv blocks whose pooled outputs join the image features under
+    #: the fresh projection (multi-level features, ``FashionDualEncoderConfig.image_feature_blocks``).
+    image_feature_blocks: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -250,6 +253,10 @@ class TrainConfig:
             (
                 self.model.image_projection in ("", "linear", "mlp"),
                 "model.image_projection must be 'linear', 'mlp' or empty",
+            ),
+            (
+                not self.model.image_feature_blocks or self.model.image_projection != "",
+                "model.image_feature_blocks needs a fresh model.image_projection",
             ),
         ]
         for ok, message in checks:

@@ -200,7 +200,8 @@ def load_model(
 
 
 def replace_image_projection(model: FashionCLIP, config: TrainConfig) -> None:
-    """A fresh image projection (``model.image_projection``), recorded in the model's config."""
+    """A fresh image projection (``model.image_projection``) over the image features (with
+    ``model.image_feature_blocks``: multi-level ones), recorded in the model's config."""
     from fashionclip.models.dual_encoder import FashionDualEncoder, new_projection
 
     module = model.module
@@ -208,6 +209,9 @@ def replace_image_projection(model: FashionCLIP, config: TrainConfig) -> None:
         raise FashionCLIPError("model.image_projection needs a fashionclip dual-encoder model")
     kind = config.model.image_projection
     hidden = config.model.image_projection_hidden_dim
+    if config.model.image_feature_blocks:
+        module.vision_model.set_feature_blocks(config.model.image_feature_blocks)
+        module.config.image_feature_blocks = list(module.vision_model.feature_blocks)
     torch.manual_seed(config.seed)
     head = new_projection(kind, module.vision_model.feature_dim, module.embedding_dim, hidden)
     module.visual_projection = head.to(model.device, dtype=module.logit_scale.dtype)
