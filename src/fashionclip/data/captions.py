@@ -22,14 +22,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
+from fashionclip.data.colours import colour_tone
 from fashionclip.errors import FashionCLIPError
 
 #: Caption templates for KAGL: each item gets one of these per epoch, sampled with the weights in
 #: :data:`DEFAULT_KAGL_TEMPLATE_WEIGHTS`. Fields: name (productDisplayName), gender, masterCategory,
 #: subCategory, articleType, article (articleType in the singular, lower case), article_synonym
 #: (one general-English name of the article type, drawn per epoch from the builder's synonym
-#: table), baseColour, colour (lower case), season, usage, year. Templates whose fields are empty
-#: for an item are not drawn.
+#: table), baseColour, colour (lower case), tone ("dark" / "light" from the colour's CIE L*, empty
+#: for mid tones: :func:`fashionclip.data.colours.colour_tone`), season, usage, year. Templates
+#: whose fields are empty for an item are not drawn.
 DEFAULT_KAGL_TEMPLATES: tuple[str, ...] = (
     "{name}",
     "a photo of a {articleType}",
@@ -235,7 +237,8 @@ class TemplateCaptionBuilder:
 
     ``aliases`` maps template field names to record columns (KAGL: ``name`` ->
     ``productDisplayName``). Derived fields: ``article`` (``articleType`` in the singular, lower
-    case), ``colour`` (``baseColour`` in lower case) and ``article_synonym`` (one of
+    case), ``colour`` (``baseColour`` in lower case), ``tone`` (``"dark"``/``"light"``/empty,
+    :func:`~fashionclip.data.colours.colour_tone` of ``baseColour``) and ``article_synonym`` (one of
     ``article_synonyms[articleType]``: drawn uniformly when sampling, each one a candidate). A
     template is skipped for a record when one of its fields is missing; a record with no usable
     template is an error (``ValueError``).
@@ -286,6 +289,7 @@ class TemplateCaptionBuilder:
             values.setdefault("article", singular_label(values["articleType"]))
         if "baseColour" in values:
             values.setdefault("colour", values["baseColour"].lower())
+            values.setdefault("tone", colour_tone(values["baseColour"]))
         return values
 
     def _fill(self, template_index: int, values: Mapping[str, str]) -> list[str]:
