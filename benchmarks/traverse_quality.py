@@ -13,6 +13,9 @@ Measured, per method (``gradrec``, ``arithmetic``), with the CLI's default ``kee
   returned product's pixels (Rec.709 luma of the pixels whose darkest channel is below 235,
   i.e. the white background left out): computed from the image files, independent of the model.
   Negative: products get darker step after step. Mean over the seeds whose walk has a rho.
+  Two readings, both printed as ``per product / step means``: rho over every returned product
+  (its step number against its luminance; the stricter one), and rho over the steps (the step
+  number against the mean luminance of the step's products, the issue's wording).
 * **casual -> formal**: rho between the step number and ``usage == "Formal"`` (many seeds
   give no rho: every product of their walk has the same usage), and the Formal share at the
   first and the last step.
@@ -86,6 +89,7 @@ def evaluate(catalog: Catalog, seeds: list[str], walker: Walker, judge: Judge) -
     lengths: list[int] = []
     for start, end, metric in ATTRIBUTES:
         rhos: list[float] = []
+        step_rhos: list[float] = []
         first: list[float] = []
         last: list[float] = []
         for seed in seeds:
@@ -96,6 +100,10 @@ def evaluate(catalog: Catalog, seeds: list[str], walker: Walker, judge: Judge) -
             rho = spearman(xs, ys)
             if np.isfinite(rho):
                 rhos.append(rho)
+            means = [float(np.mean([judge.value(p, metric) for p in step])) for step in path]
+            step_rho = spearman(list(range(len(means))), means)
+            if np.isfinite(step_rho):
+                step_rhos.append(step_rho)
             if path:
                 first.append(float(np.mean([judge.value(p, metric) for p in path[0]])))
                 last.append(float(np.mean([judge.value(p, metric) for p in path[-1]])))
@@ -107,6 +115,8 @@ def evaluate(catalog: Catalog, seeds: list[str], walker: Walker, judge: Judge) -
                 kept += judge.meta(pid).get("articleType") == seed_type
         out[f"{metric}_rho"] = float(np.mean(rhos)) if rhos else float("nan")
         out[f"{metric}_n"] = len(rhos)
+        out[f"{metric}_step_rho"] = float(np.mean(step_rhos)) if step_rhos else float("nan")
+        out[f"{metric}_step_n"] = len(step_rhos)
         out[f"{metric}_first"] = float(np.mean(first)) if first else float("nan")
         out[f"{metric}_last"] = float(np.mean(last)) if last else float("nan")
     out["keep"] = kept / max(shown, 1)
@@ -155,18 +165,27 @@ def pick_seeds(catalog: Catalog, n: int, seed: int) -> list[str]:
     return [ids[i] for i in chosen]
 
 
+def _rhos(r: dict[str, float], metric: str) -> str:
+    """'per product / step means (seeds)': the two readings of rho, and their seed counts."""
+    counts = f"{r[metric + '_n']:.0f}"
+    if r[metric + "_step_n"] != r[metric + "_n"]:
+        counts += f" / {r[metric + '_step_n']:.0f}"
+    return f"{r[metric + '_rho']:+.2f} / {r[metric + '_step_rho']:+.2f} ({counts})"
+
+
 def _row(name: str, r: dict[str, float]) -> str:
     return (
-        f"| {name} | {r['luminance_rho']:+.2f} ({r['luminance_n']:.0f}) | "
+        f"| {name} | {_rhos(r, 'luminance')} | "
         f"{r['luminance_first']:.0f} -> {r['luminance_last']:.0f} | "
-        f"{r['formal_rho']:+.2f} ({r['formal_n']:.0f}) | "
+        f"{_rhos(r, 'formal')} | "
         f"{r['formal_first']:.2f} -> {r['formal_last']:.2f} | {r['keep']:.2f} | "
         f"{r['drift']:.3f} | {r['steps']:.1f} |"
     )
 
 
 HEADER = (
-    "| walk | light->dark rho (seeds) | luminance 1st -> last step | casual->formal rho (seeds) "
+    "| walk | light->dark rho: per product / step means (seeds) | luminance 1st -> last step "
+    "| casual->formal rho: per product / step means (seeds) "
     "| Formal share 1st -> last | same articleType | cos(seed, last step) | steps |\n"
     "|---|---|---|---|---|---|---|---|"
 )
