@@ -245,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         row: dict[str, Any] = score_dev(model, args.work)
     else:
         config = load_train_config(args.config, args.overrides)
+        if config.model.image_feature_blocks:
+            # Its caches hold the 1280-d head features only; a multi-level recipe would train
+            # on the wrong inputs without a word. Run such a recipe with `fashionclip train`.
+            parser.error("model.image_feature_blocks is not supported here: use fashionclip train")
         if args.command == "features":
             cache_dev(config.model.init, args.work)
             print(cache_features(config, args.work))
