@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
-]
+from browser_support import BROWSER_MARKS
+
+pytestmark = BROWSER_MARKS
 pytest.importorskip("fastapi")
 pytest.importorskip("playwright.sync_api")
 

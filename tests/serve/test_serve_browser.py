@@ -18,14 +18,9 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (/usr/bin/chromium); `make system-deps`",
-    ),
-]
+from browser_support import BROWSER_MARKS, CHROMIUM
+
+pytestmark = BROWSER_MARKS
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 

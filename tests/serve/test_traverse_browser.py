@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
-]
+from browser_support import BROWSER_MARKS
+
+pytestmark = BROWSER_MARKS
 pytest.importorskip("fastapi")
 pytest.importorskip("playwright.sync_api")
 
