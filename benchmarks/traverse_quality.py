@@ -105,8 +105,8 @@ def evaluate(catalog: Catalog, seeds: list[str], walker: Walker, judge: Judge) -
             if np.isfinite(step_rho):
                 step_rhos.append(step_rho)
             if path:
-                first.append(float(np.mean([judge.value(p, metric) for p in path[0]])))
-                last.append(float(np.mean([judge.value(p, metric) for p in path[-1]])))
+                first.append(means[0])
+                last.append(means[-1])
                 seed_vector = catalog.vector(seed)
                 drift.append(float(np.mean([catalog.vector(p) @ seed_vector for p in path[-1]])))
             seed_type = judge.meta(seed).get("articleType")
