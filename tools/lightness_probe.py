@@ -107,34 +107,25 @@ def features(args: argparse.Namespace) -> None:
 
 
 def directions(args: argparse.Namespace) -> None:
+    from traverse_variants import Space
+
     from fashionclip.index import Catalog
-    from fashionclip.index.traverse import WalkSettings
-    from fashionclip.index.traverse_catalog import direction_for
     from fashionclip.models.prompts import ENSEMBLE_TEMPLATES, build_zero_shot_classifier
 
     catalog = Catalog.open(args.catalog, fashionclip.load(args.model))
-    ids = catalog.ids()
-    vectors = np.stack([catalog.vector(p) for p in ids]).astype(np.float32)
-    meta = [dict(catalog.get(p).metadata or {}) for p in ids]  # type: ignore[union-attr]
-    kinds = np.array([str(m.get("articleType")) for m in meta])
-    lum = np.array([luminance(catalog.image_path(p)) for p in ids])
-    snap = catalog.snapshot()
-    settings = WalkSettings()
+    space = Space(catalog)  # the catalog's vectors and article types, as the walk variants use
+    lum = np.array([luminance(catalog.image_path(p)) for p in space.ids])
     found = {
-        "GradREC within article types (keep, default)": direction_for(
-            catalog, snap, "light", "dark", "gradrec", settings, None, "articleType"
-        ),
-        "GradREC catalog-wide": direction_for(
-            catalog, snap, "light", "dark", "gradrec", settings, None, None
-        ),
-        "text arithmetic": direction_for(catalog, snap, "light", "dark", "arithmetic", settings),
+        "GradREC within article types (keep, default)": space.direction("light", "dark"),
+        "GradREC catalog-wide": space.direction("light", "dark", within=None),
+        "text arithmetic": space.direction("light", "dark", method="arithmetic"),
     }
     pair = build_zero_shot_classifier(
         catalog.model.encode_text, ["white", "black"], ENSEMBLE_TEMPLATES
     )
     found["text arithmetic, white -> black"] = pair[1] - pair[0]
     for name, direction in found.items():
-        rho = within_kind_rho(vectors @ np.asarray(direction, np.float32), lum, kinds)
+        rho = within_kind_rho(space.x @ np.asarray(direction, np.float32), lum, space.types)
         print(f"{name:45s} within-kind rho {rho:+.3f}")
 
 
