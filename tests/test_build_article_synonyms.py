@@ -54,6 +54,20 @@ def test_aliases_come_from_the_first_fashion_sense(tmp_path):
     assert tool.article_aliases("Casual Shoes", index, synsets) == []  # not in WordNet
 
 
+def test_broader_words_are_hypernyms_that_name_no_article_type(tmp_path):
+    tool = _tool()
+    _write_wordnet(tmp_path)
+    index, synsets = tool.read_index(tmp_path), tool.read_synsets(tmp_path)
+    names = tool.type_names(["Sweaters", "Belts"])
+    assert names >= {"sweaters", "sweater", "belts", "belt"}
+    # a sweater is a kind of garment; the girdle sense of "belt" too
+    assert tool.article_broader("Sweaters", index, synsets, names) == ["garment"]
+    assert tool.article_broader("Belts", index, synsets, names) == ["garment"]
+    # a hypernym that is itself an article type is left out (the catalog teaches that word)
+    assert tool.article_broader("Sweaters", index, synsets, names | {"garment"}) == []
+    assert tool.article_broader("Boots", index, synsets, names) == []  # no fashion sense
+
+
 def test_packaged_table_matches_the_tool_output_format():
     table = json.loads(
         (
@@ -69,3 +83,7 @@ def test_packaged_table_matches_the_tool_output_format():
     assert table["aliases"] and all(
         len(v) <= _tool().MAX_ALIASES for v in table["aliases"].values()
     )
+    types = {t for t in table["aliases"]} | {t for t in table["broader"]}
+    names = _tool().type_names(sorted(types))
+    assert table["broader"]["Jackets"] == ["coat"]
+    assert not any(set(words) & names for words in table["broader"].values())

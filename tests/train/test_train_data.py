@@ -15,6 +15,7 @@ from fashionclip.data.captions import (
     TemplateCaptionBuilder,
     caption_id,
     kagl_caption_builder,
+    load_article_broader,
     load_article_synonyms,
     sample_rng,
     singular_label,
@@ -108,6 +109,26 @@ def test_packaged_wordnet_synonyms_reach_the_default_kagl_builder(tmp_path):
         load_article_synonyms(own)
     with pytest.raises(FashionCLIPError, match="not found"):
         load_article_synonyms(tmp_path / "missing.json")
+
+
+def test_article_broader_field_uses_the_tables_broader_words(tmp_path):
+    jacket = dict(SHIRT, articleType="Jackets", productDisplayName="Roadster Men Black Jacket")
+    # the packaged table: a jacket is a kind of coat ("coat" names no KAGL article type)
+    assert load_article_broader("wordnet")["Jackets"] == ["coat"]
+    broad = kagl_caption_builder(["{name}", "a photo of a {article_broader}"], [1, 1])
+    assert broad.candidates(jacket) == ["Roadster Men Black Jacket", "a photo of a coat"]
+    # the default templates do not use the field: v3's captions are unchanged
+    assert "a photo of a coat" not in kagl_caption_builder().candidates(jacket)
+    # a table of one's own without broader words: the template is never drawn
+    own = tmp_path / "synonyms.json"
+    own.write_text('{"aliases": {"Jackets": ["parka"]}}')
+    assert load_article_broader(own) == {}
+    mine = kagl_caption_builder(
+        ["{name}", "a photo of a {article_broader}"], [1, 1], article_synonyms=own
+    )
+    assert mine.candidates(jacket) == ["Roadster Men Black Jacket"]
+    with pytest.raises(FashionCLIPError, match="at most one"):
+        TemplateCaptionBuilder(["{article_synonym} or {article_broader}"])
 
 
 def test_templates_with_missing_fields_are_skipped():

@@ -29,7 +29,8 @@ from fashionclip.errors import FashionCLIPError
 #: :data:`DEFAULT_KAGL_TEMPLATE_WEIGHTS`. Fields: name (productDisplayName), gender, masterCategory,
 #: subCategory, articleType, article (articleType in the singular, lower case), article_synonym
 #: (one general-English name of the article type, drawn per epoch from the builder's synonym
-#: table), baseColour, colour (lower case), tone ("dark" / "light" from the colour's CIE L*, empty
+#: table), article_broader (one word for what the article type is a kind of, "Jackets" -> coat,
+#: from the same table's ``broader`` words), baseColour, colour (lower case), tone ("dark" / "light" from the colour's CIE L*, empty
 #: for mid tones: :func:`fashionclip.data.colours.colour_tone`), season, usage, year. Templates
 #: whose fields are empty for an item are not drawn.
 DEFAULT_KAGL_TEMPLATES: tuple[str, ...] = (
@@ -71,6 +72,16 @@ def load_article_synonyms(source: str | os.PathLike | None) -> dict[str, list[st
 
     A file holds ``{"aliases": {"Sweaters": ["jumper", ...], ...}}`` or the mapping itself.
     """
+    return _load_word_table(source, "aliases")
+
+
+def load_article_broader(source: str | os.PathLike | None) -> dict[str, list[str]]:
+    """The ``broader`` words of the same table (``{"broader": {"Jackets": ["coat"], ...}}``):
+    what each article type is a kind of; empty when the table has none."""
+    return _load_word_table(source, "broader")
+
+
+def _load_word_table(source: str | os.PathLike | None, key: str) -> dict[str, list[str]]:
     if source is None or str(source).lower() == "none":
         return {}
     if str(source) == BUILTIN_SYNONYMS:
@@ -85,13 +96,21 @@ def load_article_synonyms(source: str | os.PathLike | None) -> dict[str, list[st
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FashionCLIPError(f"{where}: not valid JSON ({exc})") from None
-    table = data.get("aliases", data) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        table = None
+    elif key == "aliases":
+        table = data.get("aliases", data)
+    else:
+        table = data.get(key, {})
     if not isinstance(table, dict) or not all(
         isinstance(v, list) and all(isinstance(w, str) for w in v) for v in table.values()
     ):
         raise FashionCLIPError(f"{where}: expected a mapping of article type -> list of names")
     return {str(k): [w for w in v if w.strip()] for k, v in table.items()}
 
+
+#: Template fields filled from a word list per article type (one caption per word).
+WORD_LIST_FIELDS = ("article_synonym", "article_broader")
 
 #: Attribute values that mean "unknown" and make a template unusable for an item.
 MISSING_VALUES = frozenset({"", "na", "nan", "none", "null"})
@@ -238,8 +257,9 @@ class TemplateCaptionBuilder:
     ``aliases`` maps template field names to record columns (KAGL: ``name`` ->
     ``productDisplayName``). Derived fields: ``article`` (``articleType`` in the singular, lower
     case), ``colour`` (``baseColour`` in lower case), ``tone`` (``"dark"``/``"light"``/empty,
-    :func:`~fashionclip.data.colours.colour_tone` of ``baseColour``) and ``article_synonym`` (one of
-    ``article_synonyms[articleType]``: drawn uniformly when sampling, each one a candidate). A
+    :func:`~fashionclip.data.colours.colour_tone` of ``baseColour``), ``article_synonym`` (one of
+    ``article_synonyms[articleType]``: drawn uniformly when sampling, each one a candidate) and
+    ``article_broader`` (the same, from ``article_broader[articleType]``). A
     template is skipped for a record when one of its fields is missing; a record with no usable
     template is an error (``ValueError``).
     """
@@ -252,6 +272,7 @@ class TemplateCaptionBuilder:
         eval_template: str = "{name}",
         aliases: Mapping[str, str] | None = None,
         article_synonyms: Mapping[str, Sequence[str]] | None = None,
+        article_broader: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if not templates:
             raise FashionCLIPError("a template caption builder needs at least one template")
@@ -268,6 +289,7 @@ class TemplateCaptionBuilder:
         self.eval_template = eval_template
         self.aliases = dict(aliases or {})
         self.article_synonyms = {k: list(v) for k, v in (article_synonyms or {}).items() if v}
+        self.article_broader = {k: list(v) for k, v in (article_broader or {}).items() if v}
         formatter = string.Formatter()
         self._fields = []
         for template in [*self.templates, eval_template]:
@@ -278,6 +300,11 @@ class TemplateCaptionBuilder:
             if any(n == "" or not re.fullmatch(r"\w+", n) for n in names):
                 raise FashionCLIPError(
                     f"caption template {template!r}: use named fields like {{articleType}}"
+                )
+            if len(set(names) & set(WORD_LIST_FIELDS)) > 1:
+                raise FashionCLIPError(
+                    f"caption template {template!r}: use at most one of "
+                    + ", ".join(f"{{{f}}}" for f in WORD_LIST_FIELDS)
                 )
             self._fields.append(names)
 
@@ -293,21 +320,28 @@ class TemplateCaptionBuilder:
         return values
 
     def _fill(self, template_index: int, values: Mapping[str, str]) -> list[str]:
-        """Every caption one template gives the record (several when it uses article_synonym)."""
+        """Every caption one template gives the record (several when it uses a word list:
+        article_synonym or article_broader; a template uses at most one of them)."""
         names = self._fields[template_index]
-        synonyms = self.article_synonyms.get(values.get("articleType", ""), [])
-        if any(not (synonyms if n == "article_synonym" else values.get(n)) for n in names):
+        kind = values.get("articleType", "")
+        lists = {
+            "article_synonym": self.article_synonyms.get(kind, []),
+            "article_broader": self.article_broader.get(kind, []),
+        }
+        if any(not (lists[n] if n in lists else values.get(n)) for n in names):
             return []
         template = (
             self.templates[template_index]
             if template_index < len(self.templates)
             else self.eval_template
         )
-        fields = {n: values[n] for n in names if n != "article_synonym"}
-        choices = synonyms if "article_synonym" in names else [""]
+        fields = {n: values[n] for n in names if n not in lists}
+        used = [n for n in dict.fromkeys(names) if n in lists]
+        if not used:
+            return [" ".join(template.format(**fields).split())]
         return [
-            " ".join(template.format(**fields, article_synonym=choice).split())
-            for choice in choices
+            " ".join(template.format(**fields, **{used[0]: choice}).split())
+            for choice in lists[used[0]]
         ]
 
     def candidates(self, record: Mapping[str, object]) -> list[str]:
@@ -353,8 +387,9 @@ def kagl_caption_builder(
 ) -> TemplateCaptionBuilder:
     """The KAGL builder: product name plus attribute templates (defaults from the train config).
 
-    ``article_synonyms`` is the table behind ``{article_synonym}``: the packaged WordNet table,
-    a JSON file of your own, or None (templates using the field are then never drawn).
+    ``article_synonyms`` is the table behind ``{article_synonym}`` and ``{article_broader}``
+    (its ``aliases`` and ``broader`` words): the packaged WordNet table, a JSON file of your
+    own, or None (templates using the fields are then never drawn).
     """
     if templates is None:
         templates = DEFAULT_KAGL_TEMPLATES
@@ -365,4 +400,5 @@ def kagl_caption_builder(
         eval_template=eval_template,
         aliases=KAGL_ALIASES,
         article_synonyms=load_article_synonyms(article_synonyms),
+        article_broader=load_article_broader(article_synonyms),
     )
