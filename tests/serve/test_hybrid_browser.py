@@ -19,7 +19,7 @@ pytest.importorskip("playwright.sync_api")
 from browser_support import open_page  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.serve import create_app  # noqa: E402
-from test_serve_api import ServerThread, make_products  # noqa: E402
+from serve_support import ServerThread, make_products  # noqa: E402
 
 CARD_COLOURS = (
     "() => [...document.querySelectorAll('#results .card .meta')].map((m) => m.textContent)"

@@ -24,7 +24,7 @@ pytestmark = BROWSER_MARKS
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from test_serve_api import ServerThread, make_products  # noqa: E402
+from serve_support import ServerThread, make_products  # noqa: E402
 
 #: Products in the page's catalog: each has its own articleType, so that column has > 60 values.
 N_PRODUCTS = 72

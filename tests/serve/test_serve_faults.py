@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from fashionclip.index import Catalog  # noqa: E402
 from fashionclip.serve import create_app  # noqa: E402
 from fashionclip.serve.weak_match import SETTINGS_FILE, weak_match_below  # noqa: E402
-from test_serve_api import make_products  # noqa: E402
+from serve_support import make_products  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from fashionclip.serve.uploads import (  # noqa: E402
     ImageChangedError,
     ServiceBusyError,
 )
-from test_serve_api import ServerThread, draw_product, make_products  # noqa: E402
+from serve_support import ServerThread, draw_product, make_products  # noqa: E402
 
 
 @pytest.fixture(scope="module")
