@@ -249,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Its caches hold the 1280-d head features only; a multi-level recipe would train
             # on the wrong inputs without a word. Run such a recipe with `fashionclip train`.
             parser.error("model.image_feature_blocks is not supported here: use fashionclip train")
+        if config.loss.label_prompts:
+            # Its loop has the contrastive loss only; the label-prompt term would be dropped.
+            parser.error("loss.label_prompts is not supported here: use fashionclip train")
         if args.command == "features":
             cache_dev(config.model.init, args.work)
             print(cache_features(config, args.work))

@@ -109,6 +109,20 @@ def _load_word_table(source: str | os.PathLike | None, key: str) -> dict[str, li
     return {str(k): [w for w in v if w.strip()] for k, v in table.items()}
 
 
+def template_field(template: str) -> str:
+    """The one field of a label-prompt template; a clear error otherwise."""
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise FashionCLIPError(f"bad label prompt template {template!r}: {exc}") from None
+    if len(names) != 1 or not names[0].isidentifier():
+        raise FashionCLIPError(
+            f"label prompt template {template!r} must name exactly one field, "
+            "like 'a photo of a {baseColour}'"
+        )
+    return names[0]
+
+
 #: Template fields filled from a word list per article type (one caption per word).
 WORD_LIST_FIELDS = ("article_synonym", "article_broader")
 

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fashionclip.data.captions import DEFAULT_KAGL_TEMPLATE_WEIGHTS, DEFAULT_KAGL_TEMPLATES
+from fashionclip.data.captions import (
+    DEFAULT_KAGL_TEMPLATE_WEIGHTS,
+    DEFAULT_KAGL_TEMPLATES,
+    template_field,
+)
 from fashionclip.errors import FashionCLIPError
 
 
@@ -174,6 +178,10 @@ class LossConfig:
     #: Reset the model's temperature to this log value before training (``None``: keep it).
     init_logit_scale: float | None = None
     learn_logit_scale: bool = True
+    #: Templates of one field each ("a photo of a {baseColour}"): each training image is also
+    #: classified among every value of the field (fashionclip.train.label_prompts).
+    label_prompts: list[str] = field(default_factory=list)
+    label_prompt_weight: float = 0.5
 
 
 @dataclass
@@ -258,10 +266,13 @@ class TrainConfig:
                 not self.model.image_feature_blocks or self.model.image_projection != "",
                 "model.image_feature_blocks needs a fresh model.image_projection",
             ),
+            (self.loss.label_prompt_weight > 0, "loss.label_prompt_weight must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise FashionCLIPError(f"invalid training config: {message}")
+        for template in self.loss.label_prompts:
+            template_field(template)
         weights = self.captions.template_weights
         if weights is not None and len(weights) != len(self.captions.templates):
             raise FashionCLIPError(

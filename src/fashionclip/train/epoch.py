@@ -121,10 +121,12 @@ def forward_backward(run: TrainRun, batch: Batch, sync: bool) -> float:
         context = run.forward.no_sync()
     with context:
         with autocast(run.precision, device):
-            image, text, scale, bias = run.forward(
+            image, text, scale, bias, prompts = run.forward(
                 pixels, batch.captions, batch.indices, batch.views, batch.has_pixels
             )
         loss = run.loss_fn(image, text, scale, bias, labels=labels)
+        if run.label_loss is not None:
+            loss = loss + run.label_loss(image, prompts, scale, batch.indices)
         (loss / run.config.optim.accum_steps).backward()
     return float(loss.detach())
 

@@ -8,6 +8,7 @@ backbone's from an :class:`ImageViewCache` (one row per item and augmented view)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -117,8 +118,10 @@ class ImageViewCache:
 class StepModule(nn.Module):
     """The per-micro-batch forward, as one module so that DDP sees every trainable parameter.
 
-    Returns ``(image_features, text_features, logit_scale, logit_bias)``: the arguments of a
-    :class:`~fashionclip.train.loss.ContrastiveLoss`.
+    Returns ``(image_features, text_features, logit_scale, logit_bias, prompt_features)``: the
+    arguments of a :class:`~fashionclip.train.loss.ContrastiveLoss`, and the text features of
+    the ``prompts`` (``loss.label_prompts``; None without), computed in the same forward so that
+    data parallelism sees every use of the text head.
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class StepModule(nn.Module):
         parts: ModelParts,
         text_cache: TextFeatureCache | None,
         image_cache: ImageViewCache | None = None,
+        prompts: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.inner = model.module
@@ -134,6 +138,7 @@ class StepModule(nn.Module):
         self.parts = [parts]
         self.text_cache = text_cache
         self.image_cache = image_cache
+        self.prompts = list(prompts)
 
     def forward(
         self,
@@ -142,21 +147,26 @@ class StepModule(nn.Module):
         indices: list[int] | None = None,
         views: list[int] | None = None,
         has_pixels: list[bool] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None
+    ]:
         parts = self.parts[0]
         image = self._image_features(pixel_values, indices, views, has_pixels)
         position: dict[str, int] = {}
-        for caption in captions:
+        for caption in [*captions, *self.prompts]:
             position.setdefault(caption, len(position))
         unique = list(position)
-        inverse = torch.tensor([position[c] for c in captions], device=image.device)
         if self.text_cache is not None:
             text = parts.text.head_forward(self.text_cache.lookup(unique))
         else:
             tokens = {k: v.to(image.device) for k, v in self.model[0].tokenize(unique).items()}
             text = parts.text_features(tokens)
-        text = text.index_select(0, inverse)
-        return image, text, parts.logit_scale, parts.logit_bias
+        inverse = torch.tensor([position[c] for c in captions], device=image.device)
+        prompts = None
+        if self.prompts:
+            rows = torch.tensor([position[p] for p in self.prompts], device=image.device)
+            prompts = text.index_select(0, rows)
+        return image, text.index_select(0, inverse), parts.logit_scale, parts.logit_bias, prompts
 
     def _image_features(
         self,

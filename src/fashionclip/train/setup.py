@@ -26,6 +26,7 @@ from fashionclip.train.config import TrainConfig
 from fashionclip.train.data import PairCollate, PairDataset, PairSampleDataset, load_pair_datasets
 from fashionclip.train.distributed import DistributedContext, barrier
 from fashionclip.train.features import ImageViewCache, StepModule, TextFeatureCache, autocast
+from fashionclip.train.label_prompts import label_prompt_loss
 from fashionclip.train.loss import ContrastiveLoss, create_loss, resolve_loss_kind
 from fashionclip.train.parts import ModelParts, release_package_towers
 from fashionclip.train.state import SetupTimes, TrainRun
@@ -58,11 +59,19 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
     parts = prepare_parts(config, model, fresh=state is None)
     loss_kind, loss_fn = setup_loss(config, parts, ctx)
     t0 = time.perf_counter()
-    text_cache = build_text_cache(config, model, parts, train_set, val_set, precision, show)
+    label_loss = label_prompt_loss(
+        config.loss.label_prompts, config.loss.label_prompt_weight, train_set
+    )
+    prompts = list(label_loss.label_prompts.prompts) if label_loss is not None else []
+    if label_loss is not None and parts.logit_scale is None:
+        raise FashionCLIPError("loss.label_prompts needs a model with a learned temperature")
+    text_cache = build_text_cache(
+        config, model, parts, train_set, val_set, precision, show, extra=prompts
+    )
     times.text_cache = time.perf_counter() - t0
     image_cache = build_image_cache(config, parts, train_set, model.device)
     optimizer = build_optimizer(parts, config)
-    forward: nn.Module = StepModule(model, parts, text_cache, image_cache)
+    forward: nn.Module = StepModule(model, parts, text_cache, image_cache, prompts)
     if ctx.enabled:
         device = model.device
         forward = nn.parallel.DistributedDataParallel(
@@ -89,6 +98,7 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
         precision=precision,
         loss_kind=loss_kind,
         loss_fn=loss_fn,
+        label_loss=label_loss,
         text_cache=text_cache,
         image_cache=image_cache,
         optimizer=optimizer,
@@ -282,13 +292,15 @@ def build_text_cache(
     val_set: PairDataset | None,
     precision: str,
     show: bool,
+    extra: list[str] | None = None,
 ) -> TextFeatureCache | None:
-    """A frozen text backbone's features of every caption (``model.cache_locked_text``)."""
+    """A frozen text backbone's features of every caption (``model.cache_locked_text``), and of
+    the ``extra`` texts (label prompts)."""
     if not (config.model.cache_locked_text and parts.text.backbone_frozen):
         return None
     parts.set_train_mode()
     text_cache = TextFeatureCache(model, parts, model.device)
-    captions = train_set.caption_candidates()
+    captions = train_set.caption_candidates() + list(extra or [])
     if val_set is not None:
         captions += val_set.eval_captions()
     t0 = time.perf_counter()

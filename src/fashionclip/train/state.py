@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fashionclip.train.data import PairCollate, PairDataset, PairSampleDataset
     from fashionclip.train.distributed import DistributedContext
     from fashionclip.train.features import ImageViewCache, TextFeatureCache
+    from fashionclip.train.label_prompts import LabelPromptLoss
     from fashionclip.train.loss import ContrastiveLoss
     from fashionclip.train.parts import ModelParts
     from fashionclip.train.validation import Validator
@@ -105,6 +106,7 @@ class TrainRun:
     precision: str
     loss_kind: str
     loss_fn: ContrastiveLoss
+    label_loss: LabelPromptLoss | None
     text_cache: TextFeatureCache | None
     image_cache: ImageViewCache | None
     optimizer: torch.optim.Optimizer

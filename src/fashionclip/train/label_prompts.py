@@ -1,0 +1,125 @@
+"""An auxiliary loss that classifies each training image among *every* value of a column.
+
+The contrastive loss only contrasts an image with the captions of its own batch. A short
+caption such as "a photo of a Charcoal" is rare, so it is seldom in the batch of a black
+product, and nothing teaches the model that a black product is *not* charcoal: zero-shot, the
+rare shades then win many of the common colours' products (v3 on KAGL val: 123 Black products
+called Charcoal, 87 White called Off White, 74 Brown called Tan).
+
+``loss.label_prompts`` names templates of one field each (``"a photo of a {baseColour}"``).
+Each is filled with every value of the field in the training records (the *prompts*); for each
+training image with a value, a softmax over that template's prompts (the model's own text
+features, scaled by its temperature) is trained towards its value, weighted by
+``loss.label_prompt_weight`` and added to the contrastive loss. This is the zero-shot
+classifier of the evaluation, trained on the training split with all of its classes at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fashionclip.data.captions import TemplateCaptionBuilder, template_field
+from fashionclip.errors import FashionCLIPError
+from fashionclip.train.loss import MAX_LOGIT_SCALE
+
+
+@dataclass(frozen=True)
+class LabelPrompts:
+    """The prompts of every template and each training item's own prompt per template.
+
+    ``prompts``: all prompts, template by template; ``spans[t]``: the ``[start, end)`` of
+    template ``t`` in ``prompts``; ``targets[i, t]``: the index in ``prompts`` of item ``i``'s
+    prompt for template ``t``, -1 when the item has no value for its field.
+    """
+
+    templates: tuple[str, ...]
+    prompts: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]
+    targets: torch.Tensor
+
+
+def build_label_prompts(
+    templates: Sequence[str],
+    records: Sequence[Mapping[str, Any]],
+    aliases: Mapping[str, str] | None = None,
+) -> LabelPrompts:
+    """Fill each template with every value its field takes in ``records`` (sorted).
+
+    Fields are read as caption templates read them (``aliases``, derived fields such as
+    ``colour``), so a prompt is the same string as the caption of the same template. A template
+    that no record can fill is an error (a typo in a field name would otherwise train nothing).
+    """
+    prompts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    targets = torch.full((len(records), len(templates)), -1, dtype=torch.int64)
+    for t, template in enumerate(templates):
+        template_field(template)
+        filler = TemplateCaptionBuilder([template], eval_template=template, aliases=aliases)
+        filled = [filler.candidates(record) for record in records]
+        values = sorted({c[0] for c in filled if c})
+        if len(values) < 2:
+            raise FashionCLIPError(
+                f"label prompt template {template!r} gives {len(values)} distinct prompt(s) "
+                "over the training records; it needs at least 2"
+            )
+        start = len(prompts)
+        position = {value: start + k for k, value in enumerate(values)}
+        prompts.extend(values)
+        spans.append((start, len(prompts)))
+        for i, captions in enumerate(filled):
+            if captions:
+                targets[i, t] = position[captions[0]]
+    return LabelPrompts(tuple(templates), tuple(prompts), tuple(spans), targets)
+
+
+class LabelPromptLoss(nn.Module):
+    """Cross-entropy of each image over its templates' prompts (mean over image-template pairs
+    with a value), times ``weight``. Called with unnormalised features, like the contrastive
+    losses, and the batch's item indices."""
+
+    def __init__(self, label_prompts: LabelPrompts, weight: float) -> None:
+        super().__init__()
+        self.label_prompts = label_prompts
+        self.weight = float(weight)
+
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        prompt_features: torch.Tensor | None,
+        scale: torch.Tensor | None,
+        indices: Sequence[int],
+    ) -> torch.Tensor:
+        if prompt_features is None or scale is None:
+            raise ValueError("the label-prompt loss needs the prompts' features and a temperature")
+        image = F.normalize(image_features.float(), dim=-1)
+        text = F.normalize(prompt_features.float(), dim=-1)
+        multiplier = scale.float().exp().clamp(max=MAX_LOGIT_SCALE).reshape(())
+        rows = torch.as_tensor(list(indices), dtype=torch.int64)
+        targets = self.label_prompts.targets[rows].to(image.device)
+        total = image.new_zeros(())
+        count = 0
+        for t, (start, end) in enumerate(self.label_prompts.spans):
+            has = targets[:, t] >= 0
+            if not bool(has.any()):
+                continue
+            logits = multiplier * image[has] @ text[start:end].T
+            total = total + F.cross_entropy(logits, targets[has, t] - start, reduction="sum")
+            count += int(has.sum())
+        return self.weight * total / max(count, 1)
+
+
+def label_prompt_loss(
+    templates: Sequence[str], weight: float, train_set: Any
+) -> LabelPromptLoss | None:
+    """The run's label-prompt loss (None without templates), over ``train_set.records`` with
+    the aliases of its caption builder."""
+    if not templates:
+        return None
+    aliases = getattr(train_set.captions, "aliases", None)
+    return LabelPromptLoss(build_label_prompts(templates, train_set.records, aliases), weight)

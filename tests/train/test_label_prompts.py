@@ -1,0 +1,97 @@
+"""The label-prompt loss (loss.label_prompts): prompts per column value, its cross-entropy, and a
+training run that uses it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fashionclip.errors import FashionCLIPError
+from fashionclip.train import load_train_config, train
+from fashionclip.train.label_prompts import LabelPromptLoss, build_label_prompts
+from test_train_support import base_overrides, make_pairs
+
+RECORDS = [
+    {"baseColour": "Black", "articleType": "Shirts"},
+    {"baseColour": "Charcoal", "articleType": "Shirts"},
+    {"baseColour": "", "articleType": "Dresses"},  # no colour: no colour target
+    {"articleType": "dress"},  # a CCP-like row without the column
+    {"baseColour": "Black", "articleType": "Heels"},
+]
+
+
+def test_prompts_are_every_value_and_targets_point_at_the_items_own():
+    found = build_label_prompts(["a photo of a {baseColour}", "a {colour} thing"], RECORDS)
+    assert found.prompts == (
+        "a photo of a Black",
+        "a photo of a Charcoal",
+        "a black thing",  # derived field, as the caption templates fill it
+        "a charcoal thing",
+    )
+    assert found.spans == ((0, 2), (2, 4))
+    assert found.targets.tolist() == [[0, 2], [1, 3], [-1, -1], [-1, -1], [0, 2]]
+
+
+@pytest.mark.parametrize(
+    ("template", "needle"),
+    [
+        ("a photo", "exactly one field"),
+        ("{baseColour} {articleType}", "exactly one field"),
+        ("a photo of a {}", "exactly one field"),
+        ("a photo of a {usage}", "0 distinct"),  # no record has it: a typo would train nothing
+    ],
+)
+def test_bad_templates_are_clear_errors(template, needle):
+    with pytest.raises(FashionCLIPError, match=needle):
+        build_label_prompts([template], RECORDS)
+
+
+def test_loss_is_the_cross_entropy_over_each_templates_prompts():
+    torch.manual_seed(0)
+    found = build_label_prompts(["a photo of a {baseColour}", "{articleType}"], RECORDS)
+    loss = LabelPromptLoss(found, weight=0.5)
+    image = torch.randn(3, 8, requires_grad=True)
+    prompts = torch.randn(len(found.prompts), 8)
+    scale = torch.tensor(2.0)  # log temperature: multiplier e^2
+    indices = [4, 2, 1]
+    got = loss(image, prompts, scale, indices)
+    im, tx = F.normalize(image, dim=-1), F.normalize(prompts, dim=-1)
+    colour = F.cross_entropy(
+        scale.exp() * im[[0, 2]] @ tx[0:2].T, torch.tensor([0, 1]), reduction="sum"
+    )
+    kinds = F.cross_entropy(
+        scale.exp() * im @ tx[2:].T, found.targets[indices, 1] - 2, reduction="sum"
+    )
+    assert got.item() == pytest.approx(0.5 * (colour + kinds).item() / 5, rel=1e-5)
+    # a gradient step moves each image towards its own prompt
+    got.backward()
+    with torch.no_grad():
+        after = loss(image - 0.5 * image.grad, prompts, scale, indices)
+    assert after < got
+    with pytest.raises(ValueError, match="temperature"):
+        loss(image, prompts, None, indices)
+
+
+def test_training_with_label_prompts_runs_and_changes_the_loss(tmp_path, tiny_model_dirs):
+    train_csv, val_csv = make_pairs(tmp_path / "pairs")
+    model_dir = tiny_model_dirs["fashionclip-dual-encoder"]
+
+    def run(folder, *extra):
+        items = base_overrides(tmp_path / folder, model_dir, train_csv, val_csv)
+        result = train(load_train_config(None, [*items, "epochs=1", *extra]))
+        rows = [json.loads(line) for line in result.log_path.read_text().splitlines()]
+        return [r["loss"] for r in rows if r["type"] == "train"]
+
+    plain = run("plain")
+    labelled = run("labelled", 'loss.label_prompts=["a photo of a {colour} product"]')
+    # same data, seeds and weights: the first step's loss differs only by the added term
+    assert labelled[0] > plain[0]
+    with pytest.raises(FashionCLIPError, match="exactly one field"):
+        load_train_config(
+            None, ["model.init=dual-encoder", 'loss.label_prompts=["{colour} {caption}"]']
+        )
+    with pytest.raises(FashionCLIPError, match="label_prompt_weight"):
+        load_train_config(None, ["model.init=dual-encoder", "loss.label_prompt_weight=0"])
