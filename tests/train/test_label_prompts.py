@@ -4,6 +4,7 @@ training run that uses it."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
@@ -95,3 +96,63 @@ def test_training_with_label_prompts_runs_and_changes_the_loss(tmp_path, tiny_mo
         )
     with pytest.raises(FashionCLIPError, match="label_prompt_weight"):
         load_train_config(None, ["model.init=dual-encoder", "loss.label_prompt_weight=0"])
+
+
+def test_grey_views_are_not_asked_their_colour():
+    from PIL import Image
+
+    from fashionclip.train.config import AugmentConfig
+    from fashionclip.train.data import augment_image, shows_colour
+
+    red = Image.new("RGB", (20, 30), (200, 30, 30))
+    assert shows_colour(red)
+    assert not shows_colour(red.convert("L"))
+    assert not shows_colour(red.convert("L").convert("RGB"))
+    grey = augment_image(red, random.Random(0), AugmentConfig(negative_thumbnail=1.0))
+    assert not shows_colour(grey)
+    assert not shows_colour(Image.new("RGB", (4, 4), (255, 255, 255)))  # no colour to see
+
+    found = build_label_prompts(["a photo of a {baseColour}", "{articleType}"], RECORDS)
+    loss = LabelPromptLoss(found, weight=1.0)
+    torch.manual_seed(1)
+    image, prompts, scale = torch.randn(2, 8), torch.randn(len(found.prompts), 8), torch.tensor(1.0)
+    both = loss(image, prompts, scale, [0, 1], [True, True])
+    grey_first = loss(image, prompts, scale, [0, 1], [False, True])
+    im, tx = F.normalize(image, dim=-1), F.normalize(prompts, dim=-1)
+    colour = F.cross_entropy(scale.exp() * im[1:] @ tx[0:2].T, torch.tensor([1]), reduction="sum")
+    kinds = F.cross_entropy(
+        scale.exp() * im @ tx[2:].T, found.targets[[0, 1], 1] - 2, reduction="sum"
+    )
+    # the grey row keeps its article-type term and loses only its colour term
+    assert grey_first.item() == pytest.approx((colour + kinds).item() / 3, rel=1e-5)
+    assert grey_first.item() != pytest.approx(both.item())
+
+
+def test_cached_views_remember_whether_they_show_colour():
+    from types import SimpleNamespace
+
+    from fashionclip.train.data import Batch
+    from fashionclip.train.epoch import shows_colour_per_row
+    from fashionclip.train.features import ImageViewCache
+
+    cache = ImageViewCache(num_items=3, views=2, device=torch.device("cpu"))
+    run = SimpleNamespace(image_cache=cache)
+
+    def batch(colour):
+        return Batch(
+            None,
+            ["a", "b"],
+            torch.zeros(2),
+            [0, 2],
+            [1, 1],
+            [c is not None for c in colour],
+            0,
+            colour,
+        )
+
+    assert shows_colour_per_row(run, batch([False, True])) == [False, True]  # decoded: recorded
+    assert shows_colour_per_row(run, batch([None, None])) == [False, True]  # cached: remembered
+    assert shows_colour_per_row(SimpleNamespace(image_cache=None), batch([False, None])) == [
+        False,
+        True,
+    ]

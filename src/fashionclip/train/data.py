@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 from tqdm.auto import tqdm
@@ -361,6 +362,8 @@ class Batch:
     views: list[int]
     has_pixels: list[bool]
     failed: int = 0
+    #: per row: whether its image shows colour (:func:`shows_colour`); None when not decoded
+    colour: list[bool | None] = field(default_factory=list)
 
     def pin_memory(self) -> Batch:
         """Called by the DataLoader with ``pin_memory=True`` (faster copies to the GPU)."""
@@ -406,7 +409,20 @@ class PairCollate:
             list(views),
             [image is not None for image in images],
             failed,
+            [None if image is None else shows_colour(image) for image in images],
         )
+
+
+def shows_colour(image: Image.Image) -> bool:
+    """False for a grey image (every pixel R = G = B: the grayscale and negative-thumbnail
+    augmentations), whose caption's colour cannot be seen in it."""
+    if image.mode in ("L", "1", "I", "F"):
+        return False
+    pixels = np.asarray(image.convert("RGB"))
+    return not (
+        np.array_equal(pixels[..., 0], pixels[..., 1])
+        and np.array_equal(pixels[..., 1], pixels[..., 2])
+    )
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):

@@ -126,9 +126,25 @@ def forward_backward(run: TrainRun, batch: Batch, sync: bool) -> float:
             )
         loss = run.loss_fn(image, text, scale, bias, labels=labels)
         if run.label_loss is not None:
-            loss = loss + run.label_loss(image, prompts, scale, batch.indices)
+            colour = shows_colour_per_row(run, batch)
+            loss = loss + run.label_loss(image, prompts, scale, batch.indices, colour)
         (loss / run.config.optim.accum_steps).backward()
     return float(loss.detach())
+
+
+def shows_colour_per_row(run: TrainRun, batch: Batch) -> list[bool]:
+    """Whether each row's image shows colour: from the decoded image, and for a cached view
+    from the cache (which records it when the view is first decoded)."""
+    cache = run.image_cache
+    if cache is None:
+        return [True if c is None else c for c in batch.colour]
+    decoded = [i for i, c in enumerate(batch.colour) if c is not None]
+    cache.store_colour(
+        [batch.indices[i] for i in decoded],
+        [batch.views[i] for i in decoded],
+        [bool(batch.colour[i]) for i in decoded],
+    )
+    return cache.colour[batch.indices, batch.views].tolist()
 
 
 def optimizer_step(run: TrainRun, trainable: list[nn.Parameter], step: int) -> float:

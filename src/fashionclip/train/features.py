@@ -100,6 +100,8 @@ class ImageViewCache:
         self.views = views
         self.device = device
         self.filled = torch.zeros(num_items, views, dtype=torch.bool)
+        #: whether the view shows the item's colours (False: a grey view, e.g. a negative thumbnail)
+        self.colour = torch.ones(num_items, views, dtype=torch.bool)
         self.features: torch.Tensor | None = None
 
     def store(self, indices: list[int], views: list[int], features: torch.Tensor) -> None:
@@ -113,6 +115,11 @@ class ImageViewCache:
         if self.features is None:
             raise RuntimeError("no image view has been cached yet")
         return self.features[indices, views]
+
+    def store_colour(self, indices: list[int], views: list[int], colour: list[bool]) -> None:
+        """Record whether the views just decoded show colour (see :func:`shows_colour`)."""
+        if indices:
+            self.colour[indices, views] = torch.tensor(colour, dtype=torch.bool)
 
 
 class StepModule(nn.Module):

@@ -12,6 +12,8 @@ training image with a value, a softmax over that template's prompts (the model's
 features, scaled by its temperature) is trained towards its value, weighted by
 ``loss.label_prompt_weight`` and added to the contrastive loss. This is the zero-shot
 classifier of the evaluation, trained on the training split with all of its classes at once.
+Templates of a colour field (:data:`COLOUR_FIELDS`) skip grey views (the grayscale and
+negative-thumbnail augmentations), whose colour cannot be seen.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from fashionclip.data.captions import TemplateCaptionBuilder, template_field
 from fashionclip.errors import FashionCLIPError
 from fashionclip.train.loss import MAX_LOGIT_SCALE
 
+#: Fields whose value is the item's colour: not asked of an image that shows no colour.
+COLOUR_FIELDS = frozenset({"baseColour", "colour", "tone"})
+
 
 @dataclass(frozen=True)
 class LabelPrompts:
@@ -39,6 +44,7 @@ class LabelPrompts:
     """
 
     templates: tuple[str, ...]
+    fields: tuple[str, ...]
     prompts: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]
     targets: torch.Tensor
@@ -58,8 +64,8 @@ def build_label_prompts(
     prompts: list[str] = []
     spans: list[tuple[int, int]] = []
     targets = torch.full((len(records), len(templates)), -1, dtype=torch.int64)
+    fields = tuple(template_field(template) for template in templates)
     for t, template in enumerate(templates):
-        template_field(template)
         filler = TemplateCaptionBuilder([template], eval_template=template, aliases=aliases)
         filled = [filler.candidates(record) for record in records]
         values = sorted({c[0] for c in filled if c})
@@ -75,13 +81,13 @@ def build_label_prompts(
         for i, captions in enumerate(filled):
             if captions:
                 targets[i, t] = position[captions[0]]
-    return LabelPrompts(tuple(templates), tuple(prompts), tuple(spans), targets)
+    return LabelPrompts(tuple(templates), fields, tuple(prompts), tuple(spans), targets)
 
 
 class LabelPromptLoss(nn.Module):
     """Cross-entropy of each image over its templates' prompts (mean over image-template pairs
     with a value), times ``weight``. Called with unnormalised features, like the contrastive
-    losses, and the batch's item indices."""
+    losses, the batch's item indices and, per row, whether its image shows colour."""
 
     def __init__(self, label_prompts: LabelPrompts, weight: float) -> None:
         super().__init__()
@@ -94,6 +100,7 @@ class LabelPromptLoss(nn.Module):
         prompt_features: torch.Tensor | None,
         scale: torch.Tensor | None,
         indices: Sequence[int],
+        colour: Sequence[bool] | None = None,
     ) -> torch.Tensor:
         if prompt_features is None or scale is None:
             raise ValueError("the label-prompt loss needs the prompts' features and a temperature")
@@ -102,10 +109,15 @@ class LabelPromptLoss(nn.Module):
         multiplier = scale.float().exp().clamp(max=MAX_LOGIT_SCALE).reshape(())
         rows = torch.as_tensor(list(indices), dtype=torch.int64)
         targets = self.label_prompts.targets[rows].to(image.device)
+        shows = torch.ones(len(rows), dtype=torch.bool, device=image.device)
+        if colour is not None:
+            shows = torch.as_tensor(list(colour), dtype=torch.bool, device=image.device)
         total = image.new_zeros(())
         count = 0
         for t, (start, end) in enumerate(self.label_prompts.spans):
             has = targets[:, t] >= 0
+            if self.label_prompts.fields[t] in COLOUR_FIELDS:
+                has = has & shows
             if not bool(has.any()):
                 continue
             logits = multiplier * image[has] @ text[start:end].T
