@@ -122,3 +122,28 @@ def test_groups_too_small_fall_back_to_the_catalog_wide_direction(catalog: Catal
     by_sku = _direction(catalog, "sku", encoder)  # one product per value: no usable group
     overall = _direction(catalog, None, encoder)
     np.testing.assert_allclose(by_sku, overall, atol=1e-6)
+
+
+def test_small_groups_noisy_spread_does_not_take_over_the_direction() -> None:
+    """Many small kinds (a population of 2: what within_sets gives a kind of 5-8 products) whose
+    two population rows almost agree in one dimension: their z-scores there, against their own
+    spread, were huge and consistent, and that dimension took over the direction, which then
+    ordered nothing (seen with a trained model on KAGL val: a light -> dark walk going lighter).
+    Against the spread pooled over every group, the darkness signal of the big kinds wins."""
+    rng = np.random.default_rng(3)
+    sets = []
+    for _ in range(4):  # big kinds: darkness along e0, exemplars light, population dark
+        exemplars = 0.3 * rng.normal(size=(40, DIM))
+        exemplars[:, 0] -= 1.0
+        population = 0.3 * rng.normal(size=(40, DIM))
+        population[:, 0] += 1.0
+        sets.append((exemplars, population))
+    for _ in range(40):  # small kinds: a tiny, consistent offset along e5 vs a near-zero spread
+        population = 0.3 * rng.normal(size=(2, DIM))
+        population[:, 5] = 0.0 + 1e-4 * rng.normal(size=2)
+        exemplar = 0.3 * rng.normal(size=(1, DIM))
+        exemplar[:, 5] = -0.01
+        sets.append((exemplar, population))
+    direction = T.gradrec_within(sets)
+    assert direction is not None
+    assert direction[0] > 0.9 and abs(direction[5]) < 0.2, direction.round(2)

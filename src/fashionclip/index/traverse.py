@@ -140,26 +140,24 @@ def gradrec_within(sets: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray 
     """GradREC's signal-to-noise direction with each exemplar scored against its own group.
 
     ``sets``: per group, (exemplar vectors, population vectors) as from :func:`within_sets`.
-    Each exemplar's per-dimension z-score is taken against its group's population, and the
-    mean over std runs over the exemplars of every group (negated: start -> end). A catalog-wide
-    GradREC direction also separates *kinds* of product (the start phrase's top products are
-    mostly one kind, the end phrase's another); within groups that difference cancels, leaving
-    what the phrases change inside a kind. None when no group is given.
+    Each exemplar's per-dimension z-score is taken against its group's population mean and the
+    population spread pooled over all groups, and the mean over std runs over the exemplars of
+    every group (negated: start -> end). A catalog-wide GradREC direction also separates *kinds*
+    of product (the start phrase's top products are mostly one kind, the end phrase's another);
+    within groups that difference cancels, leaving what the phrases change inside a kind. The
+    spread is pooled because a small kind's population (2 products for a kind of 5-8) says
+    little about it: scored against their own spread, many small kinds' exemplars gave large
+    z-scores in arbitrary dimensions that took over the direction. With one group this is
+    :func:`gradrec_from_sets` exactly. None when no group is given.
     """
-    total: np.ndarray | None = None
-    squares: np.ndarray | None = None
-    count = 0
-    for exemplars, population in sets:
-        exemplars = np.asarray(exemplars, np.float64)
-        population = np.asarray(population, np.float64)
-        deltas = (exemplars - population.mean(axis=0)) / (population.std(axis=0) + _EPS)
-        total = deltas.sum(axis=0) if total is None else total + deltas.sum(axis=0)
-        squares = (deltas**2).sum(axis=0) if squares is None else squares + (deltas**2).sum(axis=0)
-        count += len(deltas)
-    if total is None or squares is None:
+    groups = [(np.asarray(e, np.float64), np.asarray(p, np.float64)) for e, p in sets]
+    if not groups:
         return None
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    squares = sum(((p - p.mean(axis=0)) ** 2).sum(axis=0) for _, p in groups)
+    spread = np.sqrt(squares / sum(len(p) for _, p in groups)) + _EPS
+    deltas = np.concatenate([(e - p.mean(axis=0)) / spread for e, p in groups])
+    mean = deltas.mean(axis=0)
+    std = deltas.std(axis=0)
     return _unit(-mean / (std + _EPS), "the start and end phrases select the same products")
 
 
