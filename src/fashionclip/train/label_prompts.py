@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from torch import nn
 from fashionclip.data.captions import TemplateCaptionBuilder, template_field
 from fashionclip.errors import FashionCLIPError
 from fashionclip.train.loss import MAX_LOGIT_SCALE
+
+if TYPE_CHECKING:
+    from fashionclip.train.data import PairDataset
 
 #: Fields whose value is the item's colour: not asked of an image that shows no colour.
 COLOUR_FIELDS = frozenset({"baseColour", "colour", "tone"})
@@ -127,7 +130,7 @@ class LabelPromptLoss(nn.Module):
 
 
 def label_prompt_loss(
-    templates: Sequence[str], weight: float, train_set: Any
+    templates: Sequence[str], weight: float, train_set: PairDataset
 ) -> LabelPromptLoss | None:
     """The run's label-prompt loss (None without templates), over ``train_set.records`` with
     the aliases of its caption builder."""
