@@ -6,6 +6,9 @@ Dev sets (all zero-shot, prompt "a photo of a {label}", classes with >= 10 items
   trained on).
 - ``kagl_val_<attr>``: KAGL *val* split, weighted F1 for articleType, baseColour, masterCategory.
 - ``kagl_val_r10``: KAGL val product name -> image recall@10 (byte-identical images count as one).
+- ``kagl_val_cat_p1`` / ``kagl_val_cat_p10``: KAGL val category -> product precision@1 / @10, the
+  query ``fashionclip evaluate``'s ("a photo of {articleType}"), article types with >= 10 products;
+  added in session 7, when a candidate lost it on test.
 - ``kagl_photo``: 1,000 seeded KAGL val images through :func:`fashionclip.train.photo.photo_like`
   with seeds ``sample_rng(14, 0, index, "dev-photo")``; articleType weighted F1.
 
@@ -34,6 +37,7 @@ from fashionclip.data.captions import sample_rng
 from fashionclip.evaluate.datasets import build_label_set, duplicate_groups
 from fashionclip.evaluate.loaders import load_ccp_garments, load_fashion_mnist, load_kagl
 from fashionclip.evaluate.retrieval import RetrievalEvaluator
+from fashionclip.evaluate.runner import DEFAULT_CATEGORY_TEMPLATE
 from fashionclip.evaluate.zero_shot import class_embeddings, zero_shot_metrics
 from fashionclip.models.model import FashionCLIP
 from fashionclip.train.photo import photo_like
@@ -69,6 +73,23 @@ def zero_shot(model: FashionCLIP, emb: np.ndarray, labels: Sequence[str]) -> flo
     class_emb = class_embeddings(model, classes)
     result = zero_shot_metrics(emb[keep], class_emb, [labels[i] for i in keep], classes)
     return float(result["weighted_f1"])
+
+
+def category_to_product(
+    model: FashionCLIP, emb: np.ndarray, article_types: Sequence[str]
+) -> dict[str, float]:
+    """Category -> product precision@1 / @10 on the dev products (as fashionclip evaluate)."""
+    classes = build_label_set(article_types, "articleType", 10).classes
+    relevant = [[i for i, a in enumerate(article_types) if a == t] for t in classes]
+    queries = [DEFAULT_CATEGORY_TEMPLATE.format(t) for t in classes]
+    evaluator = RetrievalEvaluator(
+        queries, relevant=relevant, recall_ks=(), precision_ks=(1, 10), image_to_text=False
+    )
+    result = evaluator.compute(model.encode_text(queries), emb)
+    return {
+        "kagl_val_cat_p1": float(result["text_to_image/precision@1"]),
+        "kagl_val_cat_p10": float(result["text_to_image/precision@10"]),
+    }
 
 
 class _Projected:
@@ -119,6 +140,7 @@ def score(
     names = RetrievalEvaluator(kagl.names, relevant=duplicate_groups(kagl.image_sha256))
     result = names.compute(model.encode_text(kagl.names), emb["kagl"])
     out["kagl_val_r10"] = float(result["text_to_image/recall@10"])
+    out.update(category_to_product(model, emb["kagl"], kagl.attributes["articleType"]))
     out["kagl_photo"] = zero_shot(model, emb["photo"], sets["photo"][1])
     return out
 
