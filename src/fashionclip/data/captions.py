@@ -72,18 +72,21 @@ def load_article_synonyms(source: str | os.PathLike | None) -> dict[str, list[st
 
     A file holds ``{"aliases": {"Sweaters": ["jumper", ...], ...}}`` or the mapping itself.
     """
-    return _load_word_table(source, "aliases")
+    return load_article_tables(source)[0]
 
 
 def load_article_broader(source: str | os.PathLike | None) -> dict[str, list[str]]:
     """The ``broader`` words of the same table (``{"broader": {"Jackets": ["coat"], ...}}``):
     what each article type is a kind of; empty when the table has none."""
-    return _load_word_table(source, "broader")
+    return load_article_tables(source)[1]
 
 
-def _load_word_table(source: str | os.PathLike | None, key: str) -> dict[str, list[str]]:
+def load_article_tables(
+    source: str | os.PathLike | None,
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Both word tables of one synonym source, read once: (aliases, broader)."""
     if source is None or str(source).lower() == "none":
-        return {}
+        return {}, {}
     if str(source) == BUILTIN_SYNONYMS:
         text = resources.files("fashionclip.data").joinpath("article_synonyms.json").read_text()
         where = "the packaged article_synonyms.json"
@@ -97,11 +100,13 @@ def _load_word_table(source: str | os.PathLike | None, key: str) -> dict[str, li
     except json.JSONDecodeError as exc:
         raise FashionCLIPError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        table = None
-    elif key == "aliases":
-        table = data.get("aliases", data)
-    else:
-        table = data.get(key, {})
+        return _word_table(None, where), {}
+    return _word_table(data.get("aliases", data), where), _word_table(
+        data.get("broader", {}), where
+    )
+
+
+def _word_table(table: object, where: str) -> dict[str, list[str]]:
     if not isinstance(table, dict) or not all(
         isinstance(v, list) and all(isinstance(w, str) for w in v) for v in table.values()
     ):
@@ -109,12 +114,18 @@ def _load_word_table(source: str | os.PathLike | None, key: str) -> dict[str, li
     return {str(k): [w for w in v if w.strip()] for k, v in table.items()}
 
 
+def template_fields(template: str, what: str) -> list[str]:
+    """The field names of a ``str.format`` template, in order; a clear error when it does not
+    parse (``what`` names the kind of template in the message)."""
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise FashionCLIPError(f"bad {what} template {template!r}: {exc}") from None
+
+
 def template_field(template: str) -> str:
     """The one field of a label-prompt template; a clear error otherwise."""
-    try:
-        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError as exc:
-        raise FashionCLIPError(f"bad label prompt template {template!r}: {exc}") from None
+    names = template_fields(template, "label prompt")
     if len(names) != 1 or not names[0].isidentifier():
         raise FashionCLIPError(
             f"label prompt template {template!r} must name exactly one field, "
@@ -304,13 +315,9 @@ class TemplateCaptionBuilder:
         self.aliases = dict(aliases or {})
         self.article_synonyms = {k: list(v) for k, v in (article_synonyms or {}).items() if v}
         self.article_broader = {k: list(v) for k, v in (article_broader or {}).items() if v}
-        formatter = string.Formatter()
         self._fields = []
         for template in [*self.templates, eval_template]:
-            try:
-                names = [f for _, f, _, _ in formatter.parse(template) if f is not None]
-            except ValueError as exc:
-                raise FashionCLIPError(f"bad caption template {template!r}: {exc}") from None
+            names = template_fields(template, "caption")
             if any(n == "" or not re.fullmatch(r"\w+", n) for n in names):
                 raise FashionCLIPError(
                     f"caption template {template!r}: use named fields like {{articleType}}"
@@ -408,11 +415,12 @@ def kagl_caption_builder(
     if templates is None:
         templates = DEFAULT_KAGL_TEMPLATES
         weights = DEFAULT_KAGL_TEMPLATE_WEIGHTS if weights is None else weights
+    aliases, broader = load_article_tables(article_synonyms)
     return TemplateCaptionBuilder(
         templates,
         weights,
         eval_template=eval_template,
         aliases=KAGL_ALIASES,
-        article_synonyms=load_article_synonyms(article_synonyms),
-        article_broader=load_article_broader(article_synonyms),
+        article_synonyms=aliases,
+        article_broader=broader,
     )
