@@ -36,6 +36,7 @@ import fashionclip
 from fashionclip.data.captions import sample_rng
 from fashionclip.evaluate.datasets import build_label_set, duplicate_groups
 from fashionclip.evaluate.loaders import load_ccp_garments, load_fashion_mnist, load_kagl
+from fashionclip.evaluate.product_retrieval import category_evaluator
 from fashionclip.evaluate.retrieval import RetrievalEvaluator
 from fashionclip.evaluate.runner import DEFAULT_CATEGORY_TEMPLATE
 from fashionclip.evaluate.zero_shot import class_embeddings, zero_shot_metrics
@@ -79,13 +80,9 @@ def category_to_product(
     model: FashionCLIP, emb: np.ndarray, article_types: Sequence[str]
 ) -> dict[str, float]:
     """Category -> product precision@1 / @10 on the dev products (as fashionclip evaluate)."""
-    classes = build_label_set(article_types, "articleType", 10).classes
-    relevant = [[i for i, a in enumerate(article_types) if a == t] for t in classes]
-    queries = [DEFAULT_CATEGORY_TEMPLATE.format(t) for t in classes]
-    evaluator = RetrievalEvaluator(
-        queries, relevant=relevant, recall_ks=(), precision_ks=(1, 10), image_to_text=False
-    )
-    result = evaluator.compute(model.encode_text(queries), emb)
+    evaluator = category_evaluator(article_types, DEFAULT_CATEGORY_TEMPLATE, 10)
+    assert evaluator is not None  # KAGL val has many article types with >= 10 products
+    result = evaluator.compute(model.encode_text(evaluator.query_texts), emb)
     return {
         "kagl_val_cat_p1": float(result["text_to_image/precision@1"]),
         "kagl_val_cat_p10": float(result["text_to_image/precision@10"]),

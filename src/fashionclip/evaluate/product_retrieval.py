@@ -124,17 +124,11 @@ class ProductRetrieval:
             )
 
     def _category_evaluator(self, test: KaglSplit) -> RetrievalEvaluator | None:
-        classes = self.article_classes
-        if classes is None:
-            article_types = test.attributes["articleType"]
-            classes = build_label_set(article_types, "articleType", self.min_class_size).classes
-        if not classes:
-            return None
-        article = test.attributes["articleType"]
-        relevant = [[i for i, a in enumerate(article) if a == t] for t in classes]
-        queries = [self.category_template.format(t) for t in classes]
-        return RetrievalEvaluator(
-            queries, relevant=relevant, recall_ks=(), precision_ks=(1, 10), image_to_text=False
+        return category_evaluator(
+            test.attributes["articleType"],
+            self.category_template,
+            self.min_class_size,
+            self.article_classes,
         )
 
     def _add_no_category(self, system: str, kind: str) -> None:
@@ -170,3 +164,23 @@ class ProductRetrieval:
         self.results.add_ranking(
             "bm25", "baseline", f"{self.prefix}/category-to-product", ranks["text_to_image"]
         )
+
+
+def category_evaluator(
+    article_types: Sequence[str],
+    template: str,
+    min_class_size: int,
+    classes: Sequence[str] | None = None,
+) -> RetrievalEvaluator | None:
+    """Category -> product retrieval: one query per article type (``template.format(type)``),
+    relevant = every product of that type; ``classes`` (None: the types with at least
+    ``min_class_size`` products). None when no type qualifies."""
+    if classes is None:
+        classes = build_label_set(article_types, "articleType", min_class_size).classes
+    if not classes:
+        return None
+    relevant = [[i for i, a in enumerate(article_types) if a == t] for t in classes]
+    queries = [template.format(t) for t in classes]
+    return RetrievalEvaluator(
+        queries, relevant=relevant, recall_ks=(), precision_ks=(1, 10), image_to_text=False
+    )
