@@ -156,3 +156,17 @@ def test_cached_views_remember_whether_they_show_colour():
         False,
         True,
     ]
+
+
+def test_the_collate_checks_colour_only_when_asked():
+    from PIL import Image
+
+    from fashionclip.train.data import PairCollate
+
+    def processor(images, return_tensors):
+        return {"pixel_values": torch.zeros(len(images), 3, 4, 4)}
+
+    red = Image.new("RGB", (6, 6), (200, 30, 30))
+    samples = [(red, "a", 0, -1), (red.convert("L").convert("RGB"), "b", 1, -1), (None, "c", 2, 0)]
+    assert PairCollate(processor, colour=True)(samples).colour == [True, False, None]
+    assert PairCollate(processor)(samples).colour == [None, None, None]

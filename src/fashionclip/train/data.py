@@ -378,11 +378,14 @@ class PairCollate:
 
     Failed samples are dropped; with ``keep_size`` (data parallel: every rank must contribute the
     same number of rows to the feature gather) they are replaced by copies of good samples.
+    With ``colour`` each decoded image is checked for colour (:func:`shows_colour`, for the
+    label-prompt loss); without, the check is skipped and ``Batch.colour`` holds None.
     """
 
-    def __init__(self, image_processor: Any, keep_size: bool = False) -> None:
+    def __init__(self, image_processor: Any, keep_size: bool = False, colour: bool = False) -> None:
         self.image_processor = image_processor
         self.keep_size = keep_size
+        self.colour = colour
 
     def __call__(self, samples: list[tuple[Image.Image | None, str, int, int] | None]) -> Batch:
         good = [s for s in samples if s is not None]
@@ -409,7 +412,7 @@ class PairCollate:
             list(views),
             [image is not None for image in images],
             failed,
-            [None if image is None else shows_colour(image) for image in images],
+            [None if image is None or not self.colour else shows_colour(image) for image in images],
         )
 
 

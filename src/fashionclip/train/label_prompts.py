@@ -41,12 +41,11 @@ COLOUR_FIELDS = frozenset({"baseColour", "colour", "tone"})
 class LabelPrompts:
     """The prompts of every template and each training item's own prompt per template.
 
-    ``prompts``: all prompts, template by template; ``spans[t]``: the ``[start, end)`` of
+    ``fields[t]``: the field template ``t`` fills; ``prompts``: all prompts, template by template; ``spans[t]``: the ``[start, end)`` of
     template ``t`` in ``prompts``; ``targets[i, t]``: the index in ``prompts`` of item ``i``'s
     prompt for template ``t``, -1 when the item has no value for its field.
     """
 
-    templates: tuple[str, ...]
     fields: tuple[str, ...]
     prompts: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]
@@ -84,7 +83,7 @@ def build_label_prompts(
         for i, captions in enumerate(filled):
             if captions:
                 targets[i, t] = position[captions[0]]
-    return LabelPrompts(tuple(templates), fields, tuple(prompts), tuple(spans), targets)
+    return LabelPrompts(fields, tuple(prompts), tuple(spans), targets)
 
 
 class LabelPromptLoss(nn.Module):

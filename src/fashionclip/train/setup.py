@@ -59,12 +59,12 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
     parts = prepare_parts(config, model, fresh=state is None)
     loss_kind, loss_fn = setup_loss(config, parts, ctx)
     t0 = time.perf_counter()
+    if config.loss.label_prompts and parts.logit_scale is None:
+        raise FashionCLIPError("loss.label_prompts needs a model with a learned temperature")
     label_loss = label_prompt_loss(
         config.loss.label_prompts, config.loss.label_prompt_weight, train_set
     )
     prompts = list(label_loss.label_prompts.prompts) if label_loss is not None else []
-    if label_loss is not None and parts.logit_scale is None:
-        raise FashionCLIPError("loss.label_prompts needs a model with a learned temperature")
     text_cache = build_text_cache(
         config, model, parts, train_set, val_set, precision, show, extra=prompts
     )
@@ -104,7 +104,9 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
         optimizer=optimizer,
         forward=forward,
         samples=samples,
-        collate=PairCollate(model.image_processor, keep_size=ctx.enabled),
+        collate=PairCollate(
+            model.image_processor, keep_size=ctx.enabled, colour=label_loss is not None
+        ),
         times=times,
     )
 
