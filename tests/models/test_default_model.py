@@ -82,3 +82,18 @@ def test_zero_shot_on_other_columns(default_model, kagl_dir, column, labels, bar
     predictions = default_model.zero_shot_classification(paths, labels)
     accuracy = np.mean([p.label == t for p, t in zip(predictions, truth, strict=True)])
     assert len(paths) == 15 * len(labels) and accuracy >= bar, accuracy
+
+
+def test_names_common_colours_among_every_kagl_colour(default_model, kagl_dir):
+    """v4 (issue 14) was also trained to pick each image's colour among all of KAGL's colour
+    names: on 15 held-out products of each of 10 common colours, asked among all 46 names, it
+    gets 0.687 right where v3 got 0.507 (on KAGL val v3 often named a rare shade instead:
+    Charcoal for Black, Off White for White)."""
+    styles = read_kagl_styles(kagl_dir)
+    names = sorted({r.get("baseColour") for r in styles.rows.values()} - {None, "", "NA"})
+    common = ["Black", "White", "Blue", "Navy Blue", "Red", "Green", "Pink", "Grey", "Brown"]
+    common.append("Purple")
+    paths, truth = _held_out(kagl_dir, "baseColour", common)
+    predictions = default_model.zero_shot_classification(paths, names)
+    accuracy = np.mean([p.label == t for p, t in zip(predictions, truth, strict=True)])
+    assert len(names) == 46 and len(paths) == 150 and accuracy >= 0.6, accuracy
