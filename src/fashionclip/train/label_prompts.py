@@ -41,9 +41,10 @@ COLOUR_FIELDS = frozenset({"baseColour", "colour", "tone"})
 class LabelPrompts:
     """The prompts of every template and each training item's own prompt per template.
 
-    ``fields[t]``: the field template ``t`` fills; ``prompts``: all prompts, template by template; ``spans[t]``: the ``[start, end)`` of
-    template ``t`` in ``prompts``; ``targets[i, t]``: the index in ``prompts`` of item ``i``'s
-    prompt for template ``t``, -1 when the item has no value for its field.
+    ``fields[t]``: the field template ``t`` fills; ``prompts``: all prompts, template by
+    template; ``spans[t]``: the ``[start, end)`` of template ``t`` in ``prompts``;
+    ``targets[i, t]``: the index in ``prompts`` of item ``i``'s prompt for template ``t``, -1
+    when the item has no value for its field.
     """
 
     fields: tuple[str, ...]
