@@ -238,55 +238,13 @@ def test_augmentation_is_deterministic_and_keeps_rgb():
     assert augment_image(image, random.Random(0), AugmentConfig(enabled=False)) is image
 
 
-PLAIN = dict(scale_min=1, ratio_jitter=0, hflip=0, color_jitter=0, grayscale=0, lowres=0)
-
-
-def _striped_product() -> Image.Image:
-    """A 60x80 catalog-like photo: a red 30x40 product with fine blue stripes on white."""
+def test_negative_thumbnail_is_grey_inverted_and_low_resolution():
+    """Fashion-MNIST's recipe at once: grey, light-on-black, 28 px of detail."""
     image = Image.new("RGB", (60, 80), "white")
     image.paste(Image.new("RGB", (30, 40), (200, 20, 20)), (15, 20))
     for x in range(15, 45, 2):  # fine stripes that 28 px cannot keep
         image.paste(Image.new("RGB", (1, 40), (0, 0, 200)), (x, 20))
-    return image
-
-
-def test_negative_thumbnail_is_made_as_fashion_mnist_was():
-    """Trimmed to the product, longest side 28, centred on a black square, grey, inverted."""
-    image = _striped_product()
-    out = augment_image(image, random.Random(0), AugmentConfig(**PLAIN, negative_thumbnail=1.0))
-    pixels = np.asarray(out).astype(int)
-    assert out.size == (28, 28) and out.mode == "RGB"
-    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
-    grey = pixels[..., 0]
-    product = grey > 60
-    rows, cols = np.flatnonzero(product.any(axis=1)), np.flatnonzero(product.any(axis=0))
-    # the 30x40 product fills the 28-px height (trimmed), 21 px wide, centred on black
-    assert rows[0] <= 1 and rows[-1] >= 26 and 19 <= cols.size <= 23
-    assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1
-    assert grey[:, :3].max() < 30 and grey[:, -3:].max() < 30  # black sides, no white bars
-
-
-def test_light_on_black_views_get_no_white_frame_from_the_model_padding():
-    """The model pads non-square images with white; an inverted view must have black sides."""
-    from fashionclip.models.dual_encoder import FashionImageProcessor
-
-    processor = FashionImageProcessor(size=64)
-    image = _striped_product()
-    for extra in ({"negative_thumbnail": 1.0}, {"invert": 1.0}):
-        view = augment_image(image, random.Random(0), AugmentConfig(**PLAIN, **extra))
-        seen = processor.image_to_uint8(view).astype(int)
-        border = np.concatenate([seen[:, :4].ravel(), seen[:, -4:].ravel()])
-        assert border.max() < 40, extra
-    # the old recipe, kept for reproducing the shipped model, is the one that framed them
-    old = AugmentConfig(**PLAIN, negative_thumbnail=1.0, thumbnail_recipe="resize")
-    seen = processor.image_to_uint8(augment_image(image, random.Random(0), old))
-    assert seen[:, :4].min() == 255
-
-
-def test_resize_thumbnail_recipe_is_grey_inverted_and_low_resolution():
-    """The shipped model's recipe: the whole frame at 28 px, grey, light-on-black, same size."""
-    image = _striped_product()
-    plain = dict(PLAIN, thumbnail_recipe="resize")
+    plain = dict(scale_min=1, ratio_jitter=0, hflip=0, color_jitter=0, grayscale=0, lowres=0)
     out = augment_image(image, random.Random(0), AugmentConfig(**plain, negative_thumbnail=1.0))
     pixels = np.asarray(out).astype(int)
     assert out.size == image.size and out.mode == "RGB"
@@ -297,17 +255,6 @@ def test_resize_thumbnail_recipe_is_grey_inverted_and_low_resolution():
     assert np.ptp(pixels[40, 17:43, 0]) < np.ptp(stripes) / 2  # stripes blurred away
     untouched = augment_image(image, random.Random(0), AugmentConfig(**plain, invert=0))
     assert untouched.tobytes() == image.tobytes()
-
-
-def test_fashion_mnist_thumbnail_handles_blank_and_square_images():
-    from fashionclip.train.thumbnail import fashion_mnist_thumbnail, square, trim
-
-    blank = Image.new("RGB", (50, 30), "white")
-    assert trim(blank).size == (50, 30)
-    assert np.asarray(fashion_mnist_thumbnail(blank)).max() == 0  # all background: all black
-    product = Image.new("RGB", (40, 40), (10, 10, 10))
-    assert square(product) is product
-    assert np.asarray(fashion_mnist_thumbnail(product, size=16)).min() > 200
 
 
 def test_kagl_split_parsing_and_captions(kagl_dir):

@@ -26,9 +26,6 @@ from fashionclip.data.captions import (
 )
 from fashionclip.errors import FashionCLIPError
 
-#: ``AugmentConfig.thumbnail_recipe`` values (see there).
-THUMBNAIL_RECIPES = ("fashion-mnist", "resize")
-
 
 @dataclass
 class DataConfig:
@@ -93,13 +90,6 @@ class AugmentConfig:
     ``negative_thumbnail`` applies all three at once: a grey, inverted ``lowres_size`` px copy,
     which is how Fashion-MNIST was made from catalog photos (the independent draws above rarely
     coincide: 0.15 x 0.15 x 0.1 = 0.2% of images).
-
-    ``thumbnail_recipe`` says how: ``"fashion-mnist"`` follows Fashion-MNIST's own steps (background
-    trimmed, longest side to ``lowres_size``, sharpened, centred on a square, negated, grey), and
-    squares an inverted image before inverting it, so the model's white padding cannot add white
-    bars to a light-on-black view. ``"resize"`` is the recipe stages 1-4 of the shipped model were
-    trained with (kept so that they reproduce): the whole frame shrunk and grown back, and inverted
-    views left their own shape, so the padding framed them in white.
     """
 
     enabled: bool = True
@@ -112,7 +102,6 @@ class AugmentConfig:
     lowres_size: int = 28
     invert: float = 0.0
     negative_thumbnail: float = 0.0
-    thumbnail_recipe: str = "fashion-mnist"
     #: Probability of :func:`fashionclip.train.photo.photo_like` (random background, zoom,
     #: rotation, lighting, blur, JPEG; colour-preserving), applied before the steps above.
     photo_like: float = 0.0
@@ -259,10 +248,6 @@ class TrainConfig:
             (self.captions.builder in ("column", "kagl"), "captions.builder: column or kagl"),
             (0 < self.augment.scale_min <= 1, "augment.scale_min must be in (0, 1]"),
             (0 <= self.augment.photo_like <= 1, "augment.photo_like must be in [0, 1]"),
-            (
-                self.augment.thumbnail_recipe in THUMBNAIL_RECIPES,
-                "augment.thumbnail_recipe: fashion-mnist or resize",
-            ),
             (self.data.ccp_repeat >= 1, "data.ccp_repeat must be at least 1"),
             (self.data.ccp_split != "test", "data.ccp_split must not be the test split"),
             (self.model.init != "", "model.init is required (checkpoint folder or 'dual-encoder')"),

@@ -45,7 +45,6 @@ from fashionclip.data.kagl import (
 from fashionclip.errors import FashionCLIPError, ImageDecodeError
 from fashionclip.train.config import AugmentConfig, CaptionConfig, DataConfig
 from fashionclip.train.photo import photo_like
-from fashionclip.train.thumbnail import fashion_mnist_thumbnail, square
 
 
 @dataclass
@@ -290,10 +289,6 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
         for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             image = enhancer(image).enhance(rng.uniform(1 - jitter, 1 + jitter))
     negative = cfg.negative_thumbnail > 0 and rng.random() < cfg.negative_thumbnail
-    if cfg.thumbnail_recipe == "fashion-mnist":
-        if negative:
-            return fashion_mnist_thumbnail(image, cfg.lowres_size)
-        negative = False
     if negative or rng.random() < cfg.lowres:
         w, h = image.size
         factor = cfg.lowres_size / max(1, min(w, h))
@@ -305,8 +300,6 @@ def augment_image(image: Image.Image, rng: random.Random, cfg: AugmentConfig) ->
     if negative or rng.random() < cfg.grayscale:
         image = image.convert("L").convert("RGB")
     if negative or rng.random() < cfg.invert:
-        if cfg.thumbnail_recipe == "fashion-mnist":
-            image = square(image)  # inverted white padding: black, as the background becomes
         image = ImageOps.invert(image)
     return image
 
