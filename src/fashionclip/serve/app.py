@@ -307,6 +307,7 @@ def create_app(
     _add_operation_routes(app, service, metrics, gate)
     _add_catalog_routes(app, service)
     _add_search_routes(app, service)
+    _add_classify_route(app, service)
     _add_traverse_routes(app, service)
     return app
 
@@ -457,7 +458,7 @@ def _add_catalog_routes(app: FastAPI, service: SearchService) -> None:
 
 
 def _add_search_routes(app: FastAPI, service: SearchService) -> None:
-    """Text, product and image search, and zero-shot classification of an upload."""
+    """Text, product and image search."""
 
     @app.post("/api/search/text", tags=["search"], response_model=SearchOut, responses=_ERRORS)
     def search_text(body: TextSearchIn) -> dict[str, Any]:
@@ -516,6 +517,10 @@ def _add_search_routes(app: FastAPI, service: SearchService) -> None:
             ignore_understood=ignore_understood,
         )
         return _with_urls(found.to_dict())
+
+
+def _add_classify_route(app: FastAPI, service: SearchService) -> None:
+    """Zero-shot classification of an uploaded image against labels the caller gives."""
 
     @app.post(
         "/api/classify", tags=["search"], response_model=ClassifyOut, responses={**_ERRORS, **_BUSY}
