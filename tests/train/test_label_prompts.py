@@ -36,6 +36,21 @@ def test_prompts_are_every_value_and_targets_point_at_the_items_own():
     assert found.targets.tolist() == [[0, 2], [1, 3], [-1, -1], [-1, -1], [0, 2]]
 
 
+def test_rows_of_another_vocabulary_are_not_asked_and_give_no_prompts():
+    """A CCP crop's "dress" beside KAGL's "Dresses" would make synonyms each other's negatives."""
+    from fashionclip.train.label_prompts import VOCABULARY_KEY
+
+    rows = [*RECORDS, {"articleType": "skirt", VOCABULARY_KEY: "ccp"}]
+    rows[3] = {**rows[3], VOCABULARY_KEY: "ccp"}  # the CCP-like "dress" row
+    found = build_label_prompts(["a photo of a {articleType}"], rows)
+    assert found.prompts == (
+        "a photo of a Dresses",
+        "a photo of a Heels",
+        "a photo of a Shirts",
+    )
+    assert found.targets[:, 0].tolist() == [2, 2, 0, -1, 1, -1]
+
+
 @pytest.mark.parametrize(
     ("template", "needle"),
     [

@@ -82,6 +82,15 @@ def test_ccp_pairs_are_dominant_crops_captioned_by_class(tmp_path: Path) -> None
     )
     assert "a photo of a t-shirt" in captions and "t-shirt" in captions
     assert not any("{" in c for c in captions)
+    # CCP's class names are not KAGL's: the label-prompt loss must not ask these rows
+    from fashionclip.train.label_prompts import build_label_prompts
+
+    kagl_row = {"articleType": "Dresses"}
+    found = build_label_prompts(
+        ["a photo of a {articleType}"], [kagl_row, {"articleType": "Shirts"}, *rows]
+    )
+    assert found.prompts == ("a photo of a Dresses", "a photo of a Shirts")
+    assert found.targets[2:].eq(-1).all()
     with pytest.raises(FashionCLIPError, match="test split"):
         read_ccp_pairs(tmp_path, "test")
 

@@ -44,6 +44,7 @@ from fashionclip.data.kagl import (
 )
 from fashionclip.errors import FashionCLIPError, ImageDecodeError
 from fashionclip.train.config import AugmentConfig, CaptionConfig, DataConfig
+from fashionclip.train.label_prompts import VOCABULARY_KEY
 from fashionclip.train.photo import photo_like
 
 
@@ -198,8 +199,9 @@ def read_ccp_pairs(data_dir: str | os.PathLike[str] | None, split: str) -> list[
 
     A crop's class ("dress", "t-shirt", "pants") fills both ``articleType`` and ``article``, so
     the KAGL templates that use only these fields caption it ("a photo of a dress"); templates
-    needing a product name, colour or gender are not drawn for it. ``data_dir`` holds
-    ``ccp_garments/`` (default: ``$FASHIONCLIP_DATA_DIR``).
+    needing a product name, colour or gender are not drawn for it. Its class names are not
+    KAGL's, so the rows are marked with their vocabulary (the label-prompt loss leaves them
+    out). ``data_dir`` holds ``ccp_garments/`` (default: ``$FASHIONCLIP_DATA_DIR``).
     """
     from fashionclip.evaluate.loaders import load_ccp_garments
 
@@ -209,7 +211,13 @@ def read_ccp_pairs(data_dir: str | os.PathLike[str] | None, split: str) -> list[
         split, None if data_dir is None else Path(data_dir), dominant_only=True
     )
     return [
-        {"id": f"ccp:{file}", "articleType": cls, "article": cls, "_image": str(path)}
+        {
+            "id": f"ccp:{file}",
+            "articleType": cls,
+            "article": cls,
+            VOCABULARY_KEY: "ccp",
+            "_image": str(path),
+        }
         for file, cls, path in zip(crops.files, crops.classes, crops.image_paths, strict=True)
     ]
 

@@ -13,7 +13,10 @@ features, scaled by its temperature) is trained towards its value, weighted by
 ``loss.label_prompt_weight`` and added to the contrastive loss. This is the zero-shot
 classifier of the evaluation, trained on the training split with all of its classes at once.
 Templates of a colour field (:data:`COLOUR_FIELDS`) skip grey views (the grayscale and
-negative-thumbnail augmentations), whose colour cannot be seen.
+negative-thumbnail augmentations), whose colour cannot be seen. Rows that name their labels in
+another vocabulary (:data:`VOCABULARY_KEY`: the CCP crops say "dress" where KAGL says
+"Dresses") are not asked, and their values are not prompts: among the union, synonyms would be
+each other's negatives.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from fashionclip.train.loss import MAX_LOGIT_SCALE
 
 if TYPE_CHECKING:
     from fashionclip.train.data import PairDataset
+
+#: A training row with a true value under this key uses labels of its own vocabulary: the
+#: label-prompt loss leaves it out (see the module docstring).
+VOCABULARY_KEY = "_vocabulary"
 
 #: Fields whose value is the item's colour: not asked of an image that shows no colour.
 COLOUR_FIELDS = frozenset({"baseColour", "colour", "tone"})
@@ -70,7 +77,9 @@ def build_label_prompts(
     fields = tuple(template_field(template) for template in templates)
     for t, template in enumerate(templates):
         filler = TemplateCaptionBuilder([template], eval_template=template, aliases=aliases)
-        filled = [filler.candidates(record) for record in records]
+        filled = [
+            [] if record.get(VOCABULARY_KEY) else filler.candidates(record) for record in records
+        ]
         values = sorted({c[0] for c in filled if c})
         if len(values) < 2:
             raise FashionCLIPError(
