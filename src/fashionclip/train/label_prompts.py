@@ -75,10 +75,12 @@ def build_label_prompts(
     spans: list[tuple[int, int]] = []
     targets = torch.full((len(records), len(templates)), -1, dtype=torch.int64)
     fields = tuple(template_field(template) for template in templates)
+    asked = [not record.get(VOCABULARY_KEY) for record in records]  # once, not per template
     for t, template in enumerate(templates):
         filler = TemplateCaptionBuilder([template], eval_template=template, aliases=aliases)
         filled = [
-            [] if record.get(VOCABULARY_KEY) else filler.candidates(record) for record in records
+            filler.candidates(record) if ask else []
+            for record, ask in zip(records, asked, strict=True)
         ]
         values = sorted({c[0] for c in filled if c})
         if len(values) < 2:
