@@ -82,6 +82,13 @@ def test_loss_is_the_cross_entropy_over_each_templates_prompts():
         scale.exp() * im @ tx[2:].T, found.targets[indices, 1] - 2, reduction="sum"
     )
     assert got.item() == pytest.approx(0.5 * (colour + kinds).item() / 5, rel=1e-5)
+    # per-template weights make it a weighted mean over image-template pairs
+    weighted = LabelPromptLoss(found, weight=0.5, template_weights=[1.0, 0.25])
+    expected = 0.5 * (colour + 0.25 * kinds).item() / (2 + 0.25 * 3)
+    assert weighted(image, prompts, scale, indices).item() == pytest.approx(expected, rel=1e-5)
+    for bad in ([1.0], [1.0, 0.0]):
+        with pytest.raises(FashionCLIPError, match="template weights"):
+            LabelPromptLoss(found, weight=0.5, template_weights=bad)
     # a gradient step moves each image towards its own prompt
     got.backward()
     with torch.no_grad():
@@ -111,6 +118,22 @@ def test_training_with_label_prompts_runs_and_changes_the_loss(tmp_path, tiny_mo
         )
     with pytest.raises(FashionCLIPError, match="label_prompt_weight"):
         load_train_config(None, ["model.init=dual-encoder", "loss.label_prompt_weight=0"])
+    with pytest.raises(FashionCLIPError, match="label_prompt_template_weights"):
+        load_train_config(
+            None,
+            [
+                "model.init=dual-encoder",
+                'loss.label_prompts=["a photo of a {colour} product"]',
+                "loss.label_prompt_template_weights=[1.0, 2.0]",
+            ],
+        )
+    weighted = run(
+        "weighted",
+        'loss.label_prompts=["a photo of a {colour} product"]',
+        "loss.label_prompt_template_weights=[3.0]",
+    )
+    # one template: its weight cancels in the weighted mean
+    assert weighted[0] == pytest.approx(labelled[0], rel=1e-5)
 
 
 def test_grey_views_are_not_asked_their_colour():

@@ -186,6 +186,9 @@ class LossConfig:
     #: classified among every value of the field (fashionclip.train.label_prompts).
     label_prompts: list[str] = field(default_factory=list)
     label_prompt_weight: float = 0.5
+    #: One positive weight per ``label_prompts`` template: the loss is their weighted mean over
+    #: image-template pairs (``None``: all 1, a plain mean).
+    label_prompt_template_weights: list[float] | None = None
 
 
 @dataclass
@@ -277,6 +280,15 @@ class TrainConfig:
                 raise FashionCLIPError(f"invalid training config: {message}")
         for template in self.loss.label_prompts:
             template_field(template)
+        label_weights = self.loss.label_prompt_template_weights
+        if label_weights is not None and (
+            len(label_weights) != len(self.loss.label_prompts) or any(w <= 0 for w in label_weights)
+        ):
+            raise FashionCLIPError(
+                "invalid training config: loss.label_prompt_template_weights needs one "
+                f"positive weight per label prompt ({len(self.loss.label_prompts)}), "
+                f"got {label_weights}"
+            )
         weights = self.captions.template_weights
         if weights is not None and len(weights) != len(self.captions.templates):
             raise FashionCLIPError(

@@ -10,7 +10,9 @@ called Charcoal, 87 White called Off White, 74 Brown called Tan).
 Each is filled with every value of the field in the training records (the *prompts*); for each
 training image with a value, a softmax over that template's prompts (the model's own text
 features, scaled by its temperature) is trained towards its value, weighted by
-``loss.label_prompt_weight`` and added to the contrastive loss. This is the zero-shot
+``loss.label_prompt_weight`` and added to the contrastive loss. The cross-entropies are
+averaged over image-template pairs; ``loss.label_prompt_template_weights`` (one per template)
+makes that a weighted mean, so one template can count less than the others. This is the zero-shot
 classifier of the evaluation, trained on the training split with all of its classes at once.
 Templates of a colour field (:data:`COLOUR_FIELDS`) skip grey views (the grayscale and
 negative-thumbnail augmentations), whose colour cannot be seen. Rows that name their labels in
@@ -100,13 +102,28 @@ def build_label_prompts(
 
 class LabelPromptLoss(nn.Module):
     """Cross-entropy of each image over its templates' prompts (mean over image-template pairs
-    with a value), times ``weight``. Called with unnormalised features, like the contrastive
+    with a value, each pair weighted by its template's ``template_weights`` entry; all 1 by
+    default), times ``weight``. Called with unnormalised features, like the contrastive
     losses, the batch's item indices and, per row, whether its image shows colour."""
 
-    def __init__(self, label_prompts: LabelPrompts, weight: float) -> None:
+    def __init__(
+        self,
+        label_prompts: LabelPrompts,
+        weight: float,
+        template_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.label_prompts = label_prompts
         self.weight = float(weight)
+        count = len(label_prompts.spans)
+        if template_weights is None:
+            template_weights = [1.0] * count
+        if len(template_weights) != count or any(w <= 0 for w in template_weights):
+            raise FashionCLIPError(
+                f"label-prompt template weights must be {count} positive number(s), "
+                f"got {list(template_weights)}"
+            )
+        self.template_weights = tuple(float(w) for w in template_weights)
 
     def forward(
         self,
@@ -127,7 +144,7 @@ class LabelPromptLoss(nn.Module):
         if colour is not None:
             shows = torch.as_tensor(list(colour), dtype=torch.bool, device=image.device)
         total = image.new_zeros(())
-        count = 0
+        count = 0.0
         for t, (start, end) in enumerate(self.label_prompts.spans):
             has = targets[:, t] >= 0
             if self.label_prompts.fields[t] in COLOUR_FIELDS:
@@ -135,17 +152,22 @@ class LabelPromptLoss(nn.Module):
             if not bool(has.any()):
                 continue
             logits = multiplier * image[has] @ text[start:end].T
-            total = total + F.cross_entropy(logits, targets[has, t] - start, reduction="sum")
-            count += int(has.sum())
-        return self.weight * total / max(count, 1)
+            cross = F.cross_entropy(logits, targets[has, t] - start, reduction="sum")
+            total = total + self.template_weights[t] * cross
+            count += self.template_weights[t] * int(has.sum())
+        return self.weight * total / count if count else total
 
 
 def label_prompt_loss(
-    templates: Sequence[str], weight: float, train_set: PairDataset
+    templates: Sequence[str],
+    weight: float,
+    train_set: PairDataset,
+    template_weights: Sequence[float] | None = None,
 ) -> LabelPromptLoss | None:
     """The run's label-prompt loss (None without templates), over ``train_set.records`` with
     the aliases of its caption builder."""
     if not templates:
         return None
     aliases = getattr(train_set.captions, "aliases", None)
-    return LabelPromptLoss(build_label_prompts(templates, train_set.records, aliases), weight)
+    found = build_label_prompts(templates, train_set.records, aliases)
+    return LabelPromptLoss(found, weight, template_weights)

@@ -62,7 +62,10 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
     if config.loss.label_prompts and parts.logit_scale is None:
         raise FashionCLIPError("loss.label_prompts needs a model with a learned temperature")
     label_loss = label_prompt_loss(
-        config.loss.label_prompts, config.loss.label_prompt_weight, train_set
+        config.loss.label_prompts,
+        config.loss.label_prompt_weight,
+        train_set,
+        config.loss.label_prompt_template_weights,
     )
     prompts = list(label_loss.label_prompts.prompts) if label_loss is not None else []
     text_cache = build_text_cache(
