@@ -222,7 +222,8 @@ def grid(args: argparse.Namespace) -> None:
     judge = Judge(catalog)
     print(HEADER)
     keep = args.keep or None
-    for steps, per_step in ((6, 4), (8, 3), (10, 3)):
+    # more products a step average the step's tone over more products (docs/recommend.md)
+    for steps, per_step in ((6, 4), (6, 6), (5, 6), (5, 8), (8, 3), (10, 3)):
         for neighbourhood in (300, 1000) if keep is None else (300,):
             for step_size in (None, 0.25, 0.35, 0.5, 0.75, 1.0):
                 walker = library_walker(

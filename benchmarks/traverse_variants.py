@@ -6,7 +6,8 @@ Run on a *validation* catalog (never the test catalog the closing figures come f
     python benchmarks/traverse_variants.py --catalog runs/kagl-val --diagnose
 
 Judged exactly as benchmarks/traverse_quality.py (pixel luminance, ``usage == Formal``; its
-``Judge`` and ``evaluate``), with ``keep=articleType``, 6 steps of 4. Every variant uses only
+``Judge`` and ``evaluate``), with ``keep=articleType`` and the library's default shape (steps x
+products a step; 6 x 4 until session 10). Every variant uses only
 the model's vectors and the catalog's metadata (the kept column); luminance only judges.
 
 * ``library``: ``Catalog.traverse`` with the CLI defaults (calibrated shares of the seed's
@@ -47,6 +48,8 @@ from fashionclip.index import Catalog
 from fashionclip.index.traverse import WalkSettings, gradrec_from_sets, spearman, top
 from fashionclip.index.traverse import walk as traverse_walk
 from fashionclip.index.traverse_catalog import direction_for
+
+_SHAPE = WalkSettings()
 
 #: seed position, direction, (start, end) -> list of steps of positions
 Walk = Callable[[int, np.ndarray], list[list[int]]]
@@ -97,7 +100,7 @@ class Space:
         return run
 
 
-def ladder(space: Space, steps: int = 6, per_step: int = 4) -> Walk:
+def ladder(space: Space, steps: int = _SHAPE.steps, per_step: int = _SHAPE.per_step) -> Walk:
     def walk(seed: int, u: np.ndarray) -> list[list[int]]:
         z = space.x @ u
         pool = space.ahead(seed, z)
@@ -118,7 +121,9 @@ def ladder(space: Space, steps: int = 6, per_step: int = 4) -> Walk:
     return walk
 
 
-def bands(space: Space, delta: float, steps: int = 6, per_step: int = 4) -> Walk:
+def bands(
+    space: Space, delta: float, steps: int = _SHAPE.steps, per_step: int = _SHAPE.per_step
+) -> Walk:
     def walk(seed: int, u: np.ndarray) -> list[list[int]]:
         z = space.x @ u
         kind = space.types == space.types[seed]
@@ -150,7 +155,9 @@ def library(space: Space) -> Walk:
     return walk
 
 
-def agree(space: Space, second: np.ndarray, steps: int = 6, per_step: int = 4) -> Walk:
+def agree(
+    space: Space, second: np.ndarray, steps: int = _SHAPE.steps, per_step: int = _SHAPE.per_step
+) -> Walk:
     """Only products ahead on ``second`` too, in shares of the sum of their two ranks."""
 
     def walk(seed: int, u: np.ndarray) -> list[list[int]]:

@@ -54,8 +54,8 @@ class WalkSettings:
     ``start_n`` / ``end_n``: exemplars and population of the GradREC direction.
     """
 
-    steps: int = 6
-    per_step: int = 4
+    steps: int = 5
+    per_step: int = 6
     step_size: float | None = None
     neighbourhood: int = 300
     start_n: int = 100

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, StrictInt
 
+from fashionclip.index.traverse import MAX_PER_STEP, MAX_STEPS, WalkSettings
+
 MetadataValue = str | int | float | bool | None
 FilterValue = str | int | float | bool
 FiltersIn = dict[str, FilterValue | list[FilterValue]]
@@ -214,8 +216,13 @@ class TraverseIn(BaseModel):
     id: str = Field(description="The seed: a catalog product id (never in its own walk).")
     start: str = Field(alias="from", description="Start phrase, e.g. 'light' or 'casual'.")
     end: str = Field(alias="to", description="End phrase, e.g. 'dark' or 'formal'.")
-    steps: StrictInt | None = Field(None, description="Number of steps, 1..20 (default 6).")
-    per_step: StrictInt | None = Field(None, description="Products per step, 1..20 (default 4).")
+    steps: StrictInt | None = Field(
+        None, description=f"Number of steps, 1..{MAX_STEPS} (default {WalkSettings.steps})."
+    )
+    per_step: StrictInt | None = Field(
+        None,
+        description=f"Products per step, 1..{MAX_PER_STEP} (default {WalkSettings.per_step}).",
+    )
     method: str = Field("gradrec", description="'gradrec' (default) or 'arithmetic'.")
     keep: str | None = Field(
         None,
