@@ -66,9 +66,14 @@ def _add_traverse(commands: Any) -> None:
     walk.add_argument("--like", required=True, metavar="ID", help="the seed product")
     walk.add_argument("--from", dest="start", required=True, help="start phrase ('light')")
     walk.add_argument("--to", dest="end", required=True, help="end phrase ('dark')")
-    walk.add_argument("--steps", type=int, default=default.steps, help="number of steps")
     walk.add_argument(
-        "--per-step", type=int, default=default.per_step, help="products shown per step"
+        "--steps", type=int, default=default.steps, help="number of steps (default %(default)s)"
+    )
+    walk.add_argument(
+        "--per-step",
+        type=int,
+        default=default.per_step,
+        help="products shown per step (default %(default)s)",
     )
     walk.add_argument(
         "--step-size",
