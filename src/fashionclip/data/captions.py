@@ -148,8 +148,10 @@ class CaptionBuilder(Protocol):
         """Every caption this builder can give the record (for caching text embeddings)."""
         ...
 
-    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
-        """One caption for a training epoch; raises ValueError when the record has none."""
+    def sample(self, record: Mapping[str, object], rng: random.Random, colour: bool = True) -> str:
+        """One caption for a training epoch; raises ValueError when the record has none.
+        ``colour=False``: the image shows no colour (a grey view); a builder may then draw
+        from other captions."""
         ...
 
     def eval_caption(self, record: Mapping[str, object]) -> str:
@@ -192,7 +194,7 @@ class ColumnCaptionBuilder:
             dict.fromkeys(c for c in (_clean(record.get(col)) for col in self.columns) if c)
         )
 
-    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
+    def sample(self, record: Mapping[str, object], rng: random.Random, colour: bool = True) -> str:
         options = self.candidates(record)
         if not options:
             raise ValueError("no caption")
@@ -286,7 +288,9 @@ class TemplateCaptionBuilder:
     ``article_synonyms[articleType]``: drawn uniformly when sampling, each one a candidate) and
     ``article_broader`` (the same, from ``article_broader[articleType]``). A
     template is skipped for a record when one of its fields is missing; a record with no usable
-    template is an error (``ValueError``).
+    template is an error (``ValueError``). ``grey_weights`` (optional, one per template) replace
+    ``weights`` when sampling for an image that shows no colour (``sample(..., colour=False)``):
+    a grey, inverted thumbnail cannot show the colour or the brand a caption names.
     """
 
     def __init__(
@@ -298,19 +302,20 @@ class TemplateCaptionBuilder:
         aliases: Mapping[str, str] | None = None,
         article_synonyms: Mapping[str, Sequence[str]] | None = None,
         article_broader: Mapping[str, Sequence[str]] | None = None,
+        grey_weights: Sequence[float] | None = None,
     ) -> None:
         if not templates:
             raise FashionCLIPError("a template caption builder needs at least one template")
-        if weights is not None and len(weights) != len(templates):
-            raise FashionCLIPError(
-                f"{len(weights)} template weights for {len(templates)} templates"
-            )
-        if weights is not None and (any(w < 0 for w in weights) or sum(weights) <= 0):
-            raise FashionCLIPError("template weights must be >= 0 with a positive sum")
+        for name, given in (("template weights", weights), ("grey template weights", grey_weights)):
+            if given is not None and len(given) != len(templates):
+                raise FashionCLIPError(f"{len(given)} {name} for {len(templates)} templates")
+            if given is not None and (any(w < 0 for w in given) or sum(given) <= 0):
+                raise FashionCLIPError(f"{name} must be >= 0 with a positive sum")
         self.templates = list(templates)
         self.weights = (
             [float(w) for w in weights] if weights is not None else [1.0] * len(templates)
         )
+        self.grey_weights = [float(w) for w in grey_weights] if grey_weights is not None else None
         self.eval_template = eval_template
         self.aliases = dict(aliases or {})
         self.article_synonyms = {k: list(v) for k, v in (article_synonyms or {}).items() if v}
@@ -370,11 +375,12 @@ class TemplateCaptionBuilder:
         filled = (c for i in range(len(self.templates)) for c in self._fill(i, values))
         return list(dict.fromkeys(filled))
 
-    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
+    def sample(self, record: Mapping[str, object], rng: random.Random, colour: bool = True) -> str:
         values = self._values(record)
         options: list[list[str]] = []
         weights: list[float] = []
-        for i, weight in enumerate(self.weights):
+        chosen = self.weights if colour or self.grey_weights is None else self.grey_weights
+        for i, weight in enumerate(chosen):
             if weight <= 0:
                 continue
             captions = self._fill(i, values)
@@ -405,6 +411,7 @@ def kagl_caption_builder(
     weights: Sequence[float] | None = None,
     eval_template: str = "{name}",
     article_synonyms: str | os.PathLike | None = BUILTIN_SYNONYMS,
+    grey_weights: Sequence[float] | None = None,
 ) -> TemplateCaptionBuilder:
     """The KAGL builder: product name plus attribute templates (defaults from the train config).
 
@@ -423,4 +430,5 @@ def kagl_caption_builder(
         aliases=KAGL_ALIASES,
         article_synonyms=aliases,
         article_broader=broader,
+        grey_weights=grey_weights,
     )

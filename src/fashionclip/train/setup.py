@@ -86,6 +86,7 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
         config.seed,
         views=config.model.cache_image_views,
         cached=image_cache.filled if image_cache is not None else None,
+        colour=image_cache.colour if image_cache is not None else None,
     )
     return TrainRun(
         config=config,
@@ -108,7 +109,9 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
         forward=forward,
         samples=samples,
         collate=PairCollate(
-            model.image_processor, keep_size=ctx.enabled, colour=label_loss is not None
+            model.image_processor,
+            keep_size=ctx.enabled,
+            colour=label_loss is not None or samples.grey_captions,
         ),
         times=times,
     )
