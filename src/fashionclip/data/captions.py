@@ -148,10 +148,8 @@ class CaptionBuilder(Protocol):
         """Every caption this builder can give the record (for caching text embeddings)."""
         ...
 
-    def sample(self, record: Mapping[str, object], rng: random.Random, colour: bool = True) -> str:
-        """One caption for a training epoch; raises ValueError when the record has none.
-        ``colour=False``: the image shows no colour (a grey view); a builder may then draw
-        from other captions."""
+    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
+        """One caption for a training epoch; raises ValueError when the record has none."""
         ...
 
     def eval_caption(self, record: Mapping[str, object]) -> str:
@@ -194,7 +192,7 @@ class ColumnCaptionBuilder:
             dict.fromkeys(c for c in (_clean(record.get(col)) for col in self.columns) if c)
         )
 
-    def sample(self, record: Mapping[str, object], rng: random.Random, colour: bool = True) -> str:
+    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
         options = self.candidates(record)
         if not options:
             raise ValueError("no caption")
@@ -288,9 +286,7 @@ class TemplateCaptionBuilder:
     ``article_synonyms[articleType]``: drawn uniformly when sampling, each one a candidate) and
     ``article_broader`` (the same, from ``article_broader[articleType]``). A
     template is skipped for a record when one of its fields is missing; a record with no usable
-    template is an error (``ValueError``). ``grey_weights`` (optional, one per template) replace
-    ``weights`` when sampling for an image that shows no colour (``sample(..., colour=False)``):
-    a grey, inverted thumbnail cannot show the colour or the brand a caption names.
+    template is an error (``ValueError``).
     """
 
     def __init__(
@@ -302,20 +298,19 @@ class TemplateCaptionBuilder:
         aliases: Mapping[str, str] | None = None,
         article_synonyms: Mapping[str, Sequence[str]] | None = None,
         article_broader: Mapping[str, Sequence[str]] | None = None,
-        grey_weights: Sequence[float] | None = None,
     ) -> None:
         if not templates:
             raise FashionCLIPError("a template caption builder needs at least one template")
-        for name, given in (("template weights", weights), ("grey template weights", grey_weights)):
-            if given is not None and len(given) != len(templates):
-                raise FashionCLIPError(f"{len(given)} {name} for {len(templates)} templates")
-            if given is not None and (any(w < 0 for w in given) or sum(given) <= 0):
-                raise FashionCLIPError(f"{name} must be >= 0 with a positive sum")
+        if weights is not None and len(weights) != len(templates):
+            raise FashionCLIPError(
+                f"{len(weights)} template weights for {len(templates)} templates"
+            )
+        if weights is not None and (any(w < 0 for w in weights) or sum(weights) <= 0):
+            raise FashionCLIPError("template weights must be >= 0 with a positive sum")
         self.templates = list(templates)
         self.weights = (
             [float(w) for w in weights] if weights is not None else [1.0] * len(templates)
         )
-        self.grey_weights = [float(w) for w in grey_weights] if grey_weights is not None else None
         self.eval_template = eval_template
         self.aliases = dict(aliases or {})
         self.article_synonyms = {k: list(v) for k, v in (article_synonyms or {}).items() if v}
@@ -375,12 +370,11 @@ class TemplateCaptionBuilder:
         filled = (c for i in range(len(self.templates)) for c in self._fill(i, values))
         return list(dict.fromkeys(filled))
 
-    def sample(self, record: Mapping[str, object], rng: random.Random, colour: bool = True) -> str:
+    def sample(self, record: Mapping[str, object], rng: random.Random) -> str:
         values = self._values(record)
         options: list[list[str]] = []
         weights: list[float] = []
-        chosen = self.weights if colour or self.grey_weights is None else self.grey_weights
-        for i, weight in enumerate(chosen):
+        for i, weight in enumerate(self.weights):
             if weight <= 0:
                 continue
             captions = self._fill(i, values)
@@ -411,7 +405,6 @@ def kagl_caption_builder(
     weights: Sequence[float] | None = None,
     eval_template: str = "{name}",
     article_synonyms: str | os.PathLike | None = BUILTIN_SYNONYMS,
-    grey_weights: Sequence[float] | None = None,
 ) -> TemplateCaptionBuilder:
     """The KAGL builder: product name plus attribute templates (defaults from the train config).
 
@@ -430,5 +423,4 @@ def kagl_caption_builder(
         aliases=KAGL_ALIASES,
         article_synonyms=aliases,
         article_broader=broader,
-        grey_weights=grey_weights,
     )

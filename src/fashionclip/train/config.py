@@ -67,7 +67,10 @@ class CaptionConfig:
     drawn per epoch). ``builder = "kagl"`` fills ``templates`` from KAGL attributes. Validation always
     uses ``val_template`` (KAGL) or the first caption column, so epochs are comparable.
     ``article_synonyms`` feeds the ``{article_synonym}`` template field: ``"wordnet"`` (the packaged
-    WordNet table), a JSON file of ``{article type: [names]}``, or ``"none"``.
+    WordNet table), a JSON file of ``{article type: [names]}``, or ``"none"``. Every view draws
+    from the same weights, grey ones too: captioning the grey, inverted thumbnails without the
+    product name and colour words (session 10, candidate 21) cost name -> image R@10 0.033 on
+    KAGL val and left Fashion-MNIST level (docs/issue14-model-runlog.md).
     """
 
     builder: str = "column"
@@ -78,10 +81,6 @@ class CaptionConfig:
     val_template: str = "{name}"
     extra_columns: list[str] = field(default_factory=list)
     article_synonyms: str | None = "wordnet"
-    #: Template weights for views that show no colour (the grayscale and negative-thumbnail
-    #: augmentations): 0 for templates naming a colour or a brand drops them there (``None``:
-    #: ``template_weights`` for every view).
-    grey_template_weights: list[float] | None = None
 
 
 @dataclass
@@ -293,18 +292,12 @@ class TrainConfig:
                 f"positive weight per label prompt ({len(self.loss.label_prompts)}), "
                 f"got {label_weights}"
             )
-        if self.captions.grey_template_weights is not None and self.captions.builder != "kagl":
+        weights = self.captions.template_weights
+        if weights is not None and len(weights) != len(self.captions.templates):
             raise FashionCLIPError(
-                "invalid training config: captions.grey_template_weights needs "
-                "captions.builder = 'kagl' (templates to weigh)"
+                "invalid training config: captions.template_weights has "
+                f"{len(weights)} entries for {len(self.captions.templates)} templates"
             )
-        for name in ("template_weights", "grey_template_weights"):
-            weights = getattr(self.captions, name)
-            if weights is not None and len(weights) != len(self.captions.templates):
-                raise FashionCLIPError(
-                    f"invalid training config: captions.{name} has "
-                    f"{len(weights)} entries for {len(self.captions.templates)} templates"
-                )
         if self.data.source == "table" and not self.data.train:
             raise FashionCLIPError(
                 "invalid training config: data.train (a CSV/Parquet table) is required"

@@ -84,7 +84,6 @@ def build_caption_builder(captions: CaptionConfig, data: DataConfig) -> CaptionB
             captions.template_weights,
             captions.val_template,
             article_synonyms=captions.article_synonyms,
-            grey_weights=captions.grey_template_weights,
         )
     return ColumnCaptionBuilder([data.caption_column, *captions.extra_columns])
 
@@ -322,9 +321,7 @@ class PairSampleDataset(torch.utils.data.Dataset):
     With ``views = K > 0`` (frozen image backbone, features cached per view) an item shows one of
     K fixed augmented views, view ``epoch % K``; when ``cached[index, view]`` is set its image is
     not decoded at all (the sample's image is None) and the cached features are used instead.
-    Captions are still drawn per epoch. When the caption builder has grey weights
-    (``captions.grey_template_weights``), a view that shows no colour gets its caption from
-    them: known from the augmented image, or for a cached view from ``colour[index, view]``.
+    Captions are still drawn per epoch.
     """
 
     def __init__(
@@ -334,16 +331,12 @@ class PairSampleDataset(torch.utils.data.Dataset):
         seed: int,
         views: int = 0,
         cached: torch.Tensor | None = None,
-        colour: torch.Tensor | None = None,
     ) -> None:
         self.pairs = pairs
         self.augment = augment
         self.seed = seed
         self.views = views
         self.cached = cached
-        self.colour = colour
-        #: whether a view's caption depends on its colour (the builder has grey weights)
-        self.grey_captions = getattr(pairs.captions, "grey_weights", None) is not None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -351,27 +344,18 @@ class PairSampleDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[Image.Image | None, str, int, int] | None:
         epoch, index = key
         rng = sample_rng(self.seed, epoch, index)
-        record = self.pairs.records[index]
-        # without grey weights the caption is drawn first, from the same generator as before
-        caption = None if self.grey_captions else self.pairs.captions.sample(record, rng)
+        caption = self.pairs.captions.sample(self.pairs.records[index], rng)
         view = -1
-        view_rng = sample_rng(self.seed, epoch, index, "augment") if self.grey_captions else rng
         if self.views > 0:
             view = epoch % self.views
             if self.cached is not None and bool(self.cached[index, view]):
-                if caption is None:
-                    shows = self.colour is None or bool(self.colour[index, view])
-                    caption = self.pairs.captions.sample(record, rng, colour=shows)
                 return None, caption, index, view
-            view_rng = sample_rng(self.seed, view, index, "view")
+            rng = sample_rng(self.seed, view, index, "view")
         try:
             image = self.pairs.load(index)
         except ImageDecodeError:
             return None
-        image = augment_image(image, view_rng, self.augment)
-        if caption is None:
-            caption = self.pairs.captions.sample(record, rng, colour=shows_colour(image))
-        return image, caption, index, view
+        return augment_image(image, rng, self.augment), caption, index, view
 
 
 @dataclass

@@ -125,9 +125,8 @@ def forward_backward(run: TrainRun, batch: Batch, sync: bool) -> float:
                 pixels, batch.captions, batch.indices, batch.views, batch.has_pixels
             )
         loss = run.loss_fn(image, text, scale, bias, labels=labels)
-        if run.label_loss is not None or run.samples.grey_captions:
-            colour = shows_colour_per_row(run, batch)  # also records it for cached views
         if run.label_loss is not None:
+            colour = shows_colour_per_row(run, batch)
             loss = loss + run.label_loss(image, prompts, scale, batch.indices, colour)
         (loss / run.config.optim.accum_steps).backward()
     return float(loss.detach())

@@ -86,7 +86,6 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
         config.seed,
         views=config.model.cache_image_views,
         cached=image_cache.filled if image_cache is not None else None,
-        colour=image_cache.colour if image_cache is not None else None,
     )
     return TrainRun(
         config=config,
@@ -109,9 +108,7 @@ def setup_run(config: TrainConfig, ctx: DistributedContext) -> TrainRun:
         forward=forward,
         samples=samples,
         collate=PairCollate(
-            model.image_processor,
-            keep_size=ctx.enabled,
-            colour=label_loss is not None or samples.grey_captions,
+            model.image_processor, keep_size=ctx.enabled, colour=label_loss is not None
         ),
         times=times,
     )
