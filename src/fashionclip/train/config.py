@@ -70,7 +70,8 @@ class CaptionConfig:
     WordNet table), a JSON file of ``{article type: [names]}``, or ``"none"``. Every view draws
     from the same weights, grey ones too: captioning the grey, inverted thumbnails without the
     product name and colour words (session 10, candidate 21) cost name -> image R@10 0.033 on
-    KAGL val and left Fashion-MNIST level (docs/issue14-model-runlog.md).
+    KAGL val and left Fashion-MNIST level; a heavier name weight on the colour views only
+    (candidate 22) gave R@10 +0.014 but cost CCP val 0.015 (docs/issue14-model-runlog.md).
     """
 
     builder: str = "column"
