@@ -38,6 +38,12 @@ def _held_out(kagl_dir, column: str, labels: list[str], per_label: int = 15):
     return paths, [v for v in labels for _ in chosen[v]]
 
 
+def _every_value(kagl_dir, column: str) -> list[str]:
+    """Every value ``column`` takes in KAGL's styles.csv (all splits), sorted."""
+    styles = read_kagl_styles(kagl_dir)
+    return sorted({r.get(column) for r in styles.rows.values()} - {None, "", "NA"})
+
+
 def test_zero_shot_on_real_test_images(default_model, kagl_dir):
     paths, truth = _held_out(kagl_dir, "articleType", TYPES)
     predictions = default_model.zero_shot_classification(paths, TYPES)
@@ -89,8 +95,7 @@ def test_names_common_colours_among_every_kagl_colour(default_model, kagl_dir):
     names: on 15 held-out products of each of 10 common colours, asked among all 46 names, it
     gets 0.687 right where v3 got 0.507 (on KAGL val v3 often named a rare shade instead:
     Charcoal for Black, Off White for White)."""
-    styles = read_kagl_styles(kagl_dir)
-    names = sorted({r.get("baseColour") for r in styles.rows.values()} - {None, "", "NA"})
+    names = _every_value(kagl_dir, "baseColour")
     common = ["Black", "White", "Blue", "Navy Blue", "Red", "Green", "Pink", "Grey", "Brown"]
     common.append("Purple")
     paths, truth = _held_out(kagl_dir, "baseColour", common)
@@ -104,8 +109,7 @@ def test_names_common_article_types_among_every_kagl_article_type(default_model,
     article types: on 15 held-out products of each of 10 common types, asked among all 143
     names, it gets 0.86 right where v4 got 0.70 (v4 took 8 of 15 heels for "Flats" and 4 tops
     for "Rompers")."""
-    styles = read_kagl_styles(kagl_dir)
-    names = sorted({r.get("articleType") for r in styles.rows.values()} - {None, "", "NA"})
+    names = _every_value(kagl_dir, "articleType")
     common = ["Tshirts", "Shirts", "Casual Shoes", "Watches", "Sports Shoes", "Kurtas", "Tops"]
     common += ["Handbags", "Heels", "Sunglasses"]
     paths, truth = _held_out(kagl_dir, "articleType", common)
