@@ -71,7 +71,6 @@ def test_json_round_trip(tmp_path):
         ("batch_size=0", "batch_size must be >= 1"),
         ("loss.kind=triplet", "loss.kind"),
         ("captions.template_weights=[1]", "template_weights has 1 entries"),
-        ("data.group_size=0", "data.group_size must be at least 1"),
     ],
 )
 def test_bad_overrides_are_clear_errors(tmp_path, override, message):

@@ -26,7 +26,6 @@ from fashionclip.train.data import (
     EpochBatchSampler,
     PairSampleDataset,
     augment_image,
-    group_codes,
     load_pair_datasets,
     read_kagl_split,
 )
@@ -217,31 +216,6 @@ def test_sampler_splits_global_batches_over_ranks():
     resumed = list(EpochBatchSampler(20, 8, epoch=1, seed=3, start=1))
     assert resumed == single[1:]
     assert list(EpochBatchSampler(20, 8, epoch=2, seed=3)) != single
-
-
-def test_grouped_sampler_fills_batches_with_few_kinds_and_keeps_every_sample():
-    kinds = ["Tshirts"] * 40 + ["Shirts"] * 30 + ["Jeans"] * 20 + ["Watches"] * 10 + [None] * 4
-    codes = group_codes([{"articleType": k} for k in kinds], "articleType")
-    plain = list(EpochBatchSampler(104, 16, epoch=1, seed=3))
-    grouped = list(EpochBatchSampler(104, 16, epoch=1, seed=3, groups=codes, group_size=8))
-    assert grouped == list(EpochBatchSampler(104, 16, epoch=1, seed=3, groups=codes, group_size=8))
-    assert grouped != list(EpochBatchSampler(104, 16, epoch=2, seed=3, groups=codes, group_size=8))
-    for batches in (plain, grouped):
-        seen = [i for batch in batches for _, i in batch]
-        assert len(batches) == 6 and len(seen) == len(set(seen)) == 96
-    # clumps of 8 of one kind: a batch of 16 spans at most 2 full clumps plus partial ones
-    kinds_per_batch = [len({kinds[i] for _, i in batch}) for batch in grouped]
-    plain_kinds = [len({kinds[i] for _, i in batch}) for batch in plain]
-    assert max(kinds_per_batch) <= 4 and np.mean(kinds_per_batch) < np.mean(plain_kinds)
-    # rows without a value are never clumped: each has a code of its own
-    assert len(set(codes[-4:].tolist())) == 4 and not set(codes[-4:]) & set(codes[:-4])
-
-
-def test_grouped_sampler_needs_the_column_and_one_code_per_sample():
-    with pytest.raises(FashionCLIPError, match="no training record has a 'pattern' value"):
-        group_codes([{"articleType": "Shirts"}] * 3, "pattern")
-    with pytest.raises(FashionCLIPError, match="3 group codes for 4 samples"):
-        EpochBatchSampler(4, 2, epoch=0, seed=0, groups=[0, 0, 1], group_size=2)
 
 
 def test_augmentation_is_deterministic_and_keeps_rgb():

@@ -57,12 +57,6 @@ class DataConfig:
     #: Keep every training image's encoded bytes in memory (KAGL: ~62 MB) so epochs do no disk I/O.
     cache_images: bool = True
     num_workers: int = 0
-    #: Hard negatives by batch composition: each epoch's order is cut into clumps of
-    #: ``group_size`` items with the same value of the record field ``group_by`` (e.g.
-    #: "articleType"), clumps shuffled, so a batch holds few kinds and a caption's in-batch
-    #: negatives are mostly of its own kind. None: plain random batches.
-    group_by: str | None = None
-    group_size: int = 16
 
 
 @dataclass
@@ -266,7 +260,6 @@ class TrainConfig:
             (0 < self.augment.scale_min <= 1, "augment.scale_min must be in (0, 1]"),
             (0 <= self.augment.photo_like <= 1, "augment.photo_like must be in [0, 1]"),
             (self.data.ccp_repeat >= 1, "data.ccp_repeat must be at least 1"),
-            (self.data.group_size >= 1, "data.group_size must be at least 1"),
             (self.data.ccp_split != "test", "data.ccp_split must not be the test split"),
             (self.model.init != "", "model.init is required (checkpoint folder or 'dual-encoder')"),
             (self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps >= 1"),

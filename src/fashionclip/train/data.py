@@ -439,8 +439,7 @@ def shows_colour(image: Image.Image) -> bool:
 class EpochBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's micro-batches of ``(epoch, index)`` keys for one epoch.
 
-    The epoch's permutation comes from ``seed + epoch``; with ``groups`` (a code per sample) and
-    ``group_size`` it is rearranged into clumps of one group (:func:`clumped`: hard negatives); each global batch of ``global_batch``
+    The epoch's permutation comes from ``seed + epoch``; each global batch of ``global_batch``
     indices is cut into ``world_size`` contiguous slices, one per rank, so that data-parallel
     training sees the same global batches as a single process. ``start`` skips micro-batches that
     were already trained (resume); the last incomplete global batch is dropped.
@@ -457,13 +456,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         world_size: int = 1,
         start: int = 0,
         num_batches: int | None = None,
-        groups: Sequence[int] | np.ndarray | None = None,
-        group_size: int = 0,
     ) -> None:
-        if groups is not None and len(groups) != num_samples:
-            raise FashionCLIPError(f"{len(groups)} group codes for {num_samples} samples")
-        self.groups = None if groups is None or group_size <= 0 else np.asarray(groups, np.int64)
-        self.group_size = group_size
         self.num_samples = num_samples
         self.global_batch = global_batch
         self.epoch = epoch
@@ -480,44 +473,8 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.num_samples, generator=generator).tolist()
-        if self.groups is not None:
-            order = clumped(order, self.groups, self.group_size, generator)
         local = self.global_batch // self.world_size
         for b in range(self.start, self.num_batches):
             chunk = order[b * self.global_batch : (b + 1) * self.global_batch]
             mine = chunk[self.rank * local : (self.rank + 1) * local]
             yield [(self.epoch, i) for i in mine]
-
-
-def group_codes(records: Sequence[Mapping[str, Any]], column: str) -> np.ndarray:
-    """An integer per record for its value of ``column`` (equal values, equal codes); a record
-    without a value gets a code of its own, so it is never clumped with others."""
-    codes: dict[str, int] = {}
-    out = np.empty(len(records), np.int64)
-    for i, record in enumerate(records):
-        value = record.get(column)
-        key = f"value:{value}" if value not in (None, "") else f"row:{i}"
-        out[i] = codes.setdefault(key, len(codes))
-    if len(codes) == len(records) and not any(k.startswith("value:") for k in codes):
-        raise FashionCLIPError(f"no training record has a {column!r} value to group batches by")
-    return out
-
-
-def clumped(
-    order: Sequence[int], groups: np.ndarray, size: int, generator: torch.Generator
-) -> list[int]:
-    """``order`` rearranged into shuffled clumps of up to ``size`` samples of one group.
-
-    Within a group the samples keep their (random) order in ``order``; each group's run is cut
-    into clumps of ``size`` (its last one shorter), and the clumps are shuffled. A batch cut
-    from the result then holds a few groups, so most of a sample's in-batch negatives share its
-    group: hard negatives by batch composition.
-    """
-    ordered = np.asarray(order, np.int64)
-    by_group = ordered[np.argsort(groups[ordered], kind="stable")]
-    cuts = np.flatnonzero(np.diff(groups[by_group])) + 1
-    clumps = [
-        part[i : i + size] for part in np.split(by_group, cuts) for i in range(0, len(part), size)
-    ]
-    shuffle = torch.randperm(len(clumps), generator=generator).tolist()
-    return np.concatenate([clumps[i] for i in shuffle]).tolist() if clumps else []

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fashionclip.train.data import Batch, EpochBatchSampler, group_codes
+from fashionclip.train.data import Batch, EpochBatchSampler
 from fashionclip.train.features import autocast
 from fashionclip.train.loss import clamp_logit_scale_
 from fashionclip.train.runlog import append_log
@@ -95,10 +95,6 @@ def epoch_loader(run: TrainRun, epoch: int, start: int) -> torch.utils.data.Data
         world_size=ctx.world_size,
         start=start,
         num_batches=run.micro_per_epoch,
-        groups=None
-        if config.data.group_by is None
-        else group_codes(run.train_set.records, config.data.group_by),
-        group_size=config.data.group_size,
     )
     return torch.utils.data.DataLoader(
         run.samples,
