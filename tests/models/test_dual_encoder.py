@@ -232,7 +232,8 @@ def _fake_text_package(root: Path, seed: int) -> None:
     BertModel(config).save_pretrained(package / "model")
 
 
-def test_text_tower_from_package_is_not_stored_and_is_verified(tmp_path, monkeypatch):
+def _model_with_fake_package_text_tower(tmp_path: Path, monkeypatch) -> FashionDualEncoder:
+    """A tiny dual encoder whose text tower is read from the fake package (config included)."""
     _fake_text_package(tmp_path / "site", seed=0)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setitem(
@@ -243,10 +244,16 @@ def test_text_tower_from_package_is_not_stored_and_is_verified(tmp_path, monkeyp
     config = tiny_config(vocab_size=60, text_tower="fake-tower", text_tower_source="package")
     config.text_config = None
     config.__post_init__()  # reads the packaged config
-    assert config.text_config["hidden_size"] == 32
     torch.manual_seed(0)
     model = FashionDualEncoder(config)
     model.load_packaged_towers()
+    return model
+
+
+def test_text_tower_from_package_is_not_stored_and_is_verified(tmp_path, monkeypatch):
+    model = _model_with_fake_package_text_tower(tmp_path, monkeypatch)
+    config = model.config
+    assert config.text_config is not None and config.text_config["hidden_size"] == 32
     packaged = tmp_path / "site" / "fake_text_tower" / "model" / "model.safetensors"
     assert config.text_tower_sha256 == sha256_file(packaged)
 
@@ -270,6 +277,47 @@ def test_text_tower_from_package_is_not_stored_and_is_verified(tmp_path, monkeyp
     )
     with pytest.raises(ModelNotFoundError, match="sha256"):
         FashionDualEncoder.from_pretrained(folder)
+
+
+def test_a_package_text_tower_trained_in_its_last_layer_stores_that_layer_alone(
+    tmp_path, monkeypatch
+):
+    from fashionclip.models.kinds.dual_encoder import FASHIONCLIP_DUAL_ENCODER
+
+    model = _model_with_fake_package_text_tower(tmp_path, monkeypatch)
+    config = model.config
+    packaged = {k: v.clone() for k, v in model.text_model.state_dict().items()}
+    model.lock_text_tower(unlocked_layers=1)  # as training does: the last of 2 layers trains
+    FASHIONCLIP_DUAL_ENCODER.store_tower(model, "text")
+    assert config.text_tower_source == "package" and config.text_tower_stored_layers == [1]
+    with torch.no_grad():
+        for param in model.text_model.encoder.layer[1].parameters():
+            param.add_(0.5)
+
+    folder = model.save_pretrained(
+        tmp_path / "ckpt", tokenizer=_wordpiece_tokenizer(tmp_path / "tok", max_length=32)
+    )
+    with safe_open(folder / "model.safetensors", "pt") as handle:
+        keys = list(handle.keys())
+    text_keys = [k for k in keys if k.startswith("text_model.")]
+    assert text_keys and all(k.startswith("text_model.encoder.layer.1.") for k in text_keys)
+    loaded = FashionDualEncoder.from_pretrained(folder).text_model.state_dict()
+    for key, value in loaded.items():
+        trained = key.startswith("encoder.layer.1.") and value.is_floating_point()
+        expected = model.text_model.state_dict()[key] if trained else packaged[key]
+        assert torch.equal(value, expected), key
+    assert not torch.equal(
+        loaded["encoder.layer.1.output.dense.weight"],
+        packaged["encoder.layer.1.output.dense.weight"],
+    )
+
+    with pytest.raises(FashionCLIPError, match="not layers of a 2-layer text tower"):
+        tiny_config(vocab_size=60, text_tower_stored_layers=[2])
+
+    # Trained embeddings are not a layer: then the whole tower is stored.
+    model.text_model.embeddings.requires_grad_(True)
+    FASHIONCLIP_DUAL_ENCODER.store_tower(model, "text")
+    assert config.text_tower_source == "folder" and config.text_tower_stored_layers == []
 
 
 def test_missing_tower_package_is_a_clear_error(monkeypatch):

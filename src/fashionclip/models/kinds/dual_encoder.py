@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -81,11 +81,28 @@ class DualEncoderKind(ModelKind):
         return tuple(side for side, source in sources if source == "package")
 
     def store_tower(self, module: nn.Module, side: Side) -> None:
-        config = _dual_encoder(module).config
+        """Store a trained packaged tower; of a text tower trained only in its last transformer
+        layers, those layers alone (``text_tower_stored_layers``), the rest read from the package."""
+        model = _dual_encoder(module)
+        config = model.config
         if side == "image":
             config.image_tower_source = "folder"
-        else:
+            return
+        layers = cast(nn.ModuleList, model.text_model.get_submodule("encoder.layer"))
+        trained = [i for i, layer in enumerate(layers) if _trains(layer)]
+        in_layers = {id(p) for p in layers.parameters()}
+        elsewhere = any(
+            p.requires_grad for p in model.text_model.parameters() if id(p) not in in_layers
+        )
+        if elsewhere or config.text_tower_source != "package":
             config.text_tower_source = "folder"
+            config.text_tower_stored_layers = []
+        else:
+            config.text_tower_stored_layers = sorted({*config.text_tower_stored_layers, *trained})
+
+
+def _trains(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
 
 
 FASHIONCLIP_DUAL_ENCODER = register_model_kind(DualEncoderKind(NAME))
