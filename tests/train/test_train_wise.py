@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,20 @@ def test_mix_folders_averages_two_checkpoints(tmp_path: Path) -> None:
     for key in ("visual_projection.weight", "logit_scale"):
         assert torch.allclose(m[key], 0.25 * a[key] + 0.75 * b[key])
     assert not torch.equal(a["visual_projection.weight"], b["visual_projection.weight"])
+
+
+def test_mix_folders_mixes_a_checkpoint_whose_text_layers_trained_with_its_start(
+    tmp_path: Path,
+) -> None:
+    """Which text layers a checkpoint stores is provenance, not architecture: a model whose last
+    text layer was trained mixes with the model it started from, and keeps storing that layer."""
+    tuned = build_tiny_dual_encoder(tmp_path / "tuned", seed=0)
+    start = build_tiny_dual_encoder(tmp_path / "start", seed=1)
+    config = json.loads((tuned / "config.json").read_text())
+    (tuned / "config.json").write_text(json.dumps({**config, "text_tower_stored_layers": [1]}))
+    target = wise.mix_folders(tuned, start, tmp_path / "mix", 0.5)
+    mixed = FashionDualEncoder.from_pretrained(target)
+    assert mixed.config.text_tower_stored_layers == [1]
+    a, b = (FashionDualEncoder.from_pretrained(p).state_dict() for p in (tuned, start))
+    key = "text_model.encoder.layer.1.output.dense.weight"
+    assert torch.allclose(mixed.state_dict()[key], 0.5 * a[key] + 0.5 * b[key])

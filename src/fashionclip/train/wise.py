@@ -96,9 +96,10 @@ def mix_folders(
     tokenizer and processor). Used when a later stage fine-tuned ``start`` into ``finetuned``."""
     module, processor, tokenizer = load_dual_encoder(finetuned)
     other = FashionDualEncoder.from_pretrained(start)
-    if other.config.to_dict() | {"image_tower_source": None} != module.config.to_dict() | {
-        "image_tower_source": None
-    }:
+    # Where the weights are stored is provenance, not architecture (a stage that trains a
+    # packaged tower stores it, or its trained text layers, where its start did not).
+    provenance = {"image_tower_source": None, "text_tower_stored_layers": None}
+    if other.config.to_dict() | provenance != module.config.to_dict() | provenance:
         raise FashionCLIPError(f"{finetuned} and {start} are not the same architecture")
     module.load_state_dict(interpolate_state(module.state_dict(), other.state_dict(), alpha))
     return module.save_pretrained(target, tokenizer=tokenizer, image_processor=processor)
