@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+#: Where the (BERT-family) text tower's transformer layers live in the module and its weights.
+TEXT_LAYERS = "text_model.encoder.layer"
 PROCESSOR_NAME = "preprocessor_config.json"
 PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth")
 
@@ -384,7 +386,7 @@ class FashionDualEncoder(nn.Module):
 
         Frozen parts stay in eval mode (no dropout) even under ``model.train()``.
         """
-        layers = cast(nn.ModuleList, self.text_model.get_submodule("encoder.layer"))
+        layers = self.text_layers()
         if not 0 <= unlocked_layers <= len(layers):
             raise FashionCLIPError(f"unlocked_layers must be in [0, {len(layers)}]")
         self.text_model.requires_grad_(False)
@@ -394,8 +396,12 @@ class FashionDualEncoder(nn.Module):
         for layer in layers[len(layers) - unlocked_layers :]:
             layer.requires_grad_(True)
         frozen = ["text_model.embeddings"]
-        frozen += [f"text_model.encoder.layer.{i}" for i in range(len(layers) - unlocked_layers)]
+        frozen += [f"{TEXT_LAYERS}.{i}" for i in range(len(layers) - unlocked_layers)]
         self._lock_names(frozen)
+
+    def text_layers(self) -> nn.ModuleList:
+        """The text tower's transformer layers, input to output (named ``TEXT_LAYERS``)."""
+        return cast(nn.ModuleList, self.get_submodule(TEXT_LAYERS))
 
     def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = True) -> None:
         """Freeze the image tower except its last ``unlocked_groups`` layer groups.
@@ -441,13 +447,13 @@ class FashionDualEncoder(nn.Module):
         """The weights a checkpoint folder stores: everything not taken from a package, and the
         packaged text tower's trained layers (``text_tower_stored_layers``)."""
         skip = self._package_prefixes()
-        keep = tuple(f"text_model.encoder.layer.{i}." for i in self.config.text_tower_stored_layers)
+        keep = tuple(f"{TEXT_LAYERS}.{i}." for i in self.config.text_tower_stored_layers)
         return {
             k: v.detach()
             .to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
             .contiguous()
             for k, v in self.state_dict().items()
-            if not k.startswith(skip) or (keep and k.startswith(keep))
+            if not k.startswith(skip) or k.startswith(keep)
         }
 
     def default_tokenizer(self) -> PreTrainedTokenizerBase:

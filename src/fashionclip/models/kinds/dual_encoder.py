@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -88,7 +88,7 @@ class DualEncoderKind(ModelKind):
         if side == "image":
             config.image_tower_source = "folder"
             return
-        layers = cast(nn.ModuleList, model.text_model.get_submodule("encoder.layer"))
+        layers = model.text_layers()
         trained = [i for i, layer in enumerate(layers) if _trains(layer)]
         in_layers = {id(p) for p in layers.parameters()}
         elsewhere = any(
