@@ -38,6 +38,12 @@ def _held_out(kagl_dir, column: str, labels: list[str], per_label: int = 15):
     return paths, [v for v in labels for _ in chosen[v]]
 
 
+def _accuracy(model, paths, truth, labels) -> float:
+    """Share of ``paths`` whose zero-shot label among ``labels`` is the true one."""
+    predictions = model.zero_shot_classification(paths, labels)
+    return float(np.mean([p.label == t for p, t in zip(predictions, truth, strict=True)]))
+
+
 def _every_value(kagl_dir, column: str) -> list[str]:
     """Every value ``column`` takes in KAGL's styles.csv (all splits), sorted."""
     styles = read_kagl_styles(kagl_dir)
@@ -46,8 +52,7 @@ def _every_value(kagl_dir, column: str) -> list[str]:
 
 def test_zero_shot_on_real_test_images(default_model, kagl_dir):
     paths, truth = _held_out(kagl_dir, "articleType", TYPES)
-    predictions = default_model.zero_shot_classification(paths, TYPES)
-    accuracy = np.mean([p.label == t for p, t in zip(predictions, truth, strict=True)])
+    accuracy = _accuracy(default_model, paths, truth, TYPES)
     # Chance is 1/6; the trained model gets most of these held-out products right.
     assert accuracy >= 0.8, accuracy
 
@@ -69,8 +74,7 @@ def test_zero_shot_on_real_street_photos(default_model, kagl_dir):
         pytest.skip("CCP garments data not found")
     crops = load_ccp_garments("val", data_dir).sample(200, seed=0)
     classes = sorted(set(crops.classes))
-    predictions = default_model.zero_shot_classification(crops.image_paths, classes)
-    accuracy = np.mean([p.label == c for p, c in zip(predictions, crops.classes, strict=True)])
+    accuracy = _accuracy(default_model, crops.image_paths, crops.classes, classes)
     assert len(crops) == 200 and accuracy >= 0.22, accuracy
 
 
@@ -85,8 +89,7 @@ def test_zero_shot_on_other_columns(default_model, kagl_dir, column, labels, bar
     """v3's captions name each column's value on its own: on 15 held-out products per value it
     gets 1.00 (masterCategory) and 0.97 (gender) right, v2 0.95 and 0.90."""
     paths, truth = _held_out(kagl_dir, column, labels)
-    predictions = default_model.zero_shot_classification(paths, labels)
-    accuracy = np.mean([p.label == t for p, t in zip(predictions, truth, strict=True)])
+    accuracy = _accuracy(default_model, paths, truth, labels)
     assert len(paths) == 15 * len(labels) and accuracy >= bar, accuracy
 
 
@@ -99,8 +102,7 @@ def test_names_common_colours_among_every_kagl_colour(default_model, kagl_dir):
     common = ["Black", "White", "Blue", "Navy Blue", "Red", "Green", "Pink", "Grey", "Brown"]
     common.append("Purple")
     paths, truth = _held_out(kagl_dir, "baseColour", common)
-    predictions = default_model.zero_shot_classification(paths, names)
-    accuracy = np.mean([p.label == t for p, t in zip(predictions, truth, strict=True)])
+    accuracy = _accuracy(default_model, paths, truth, names)
     assert len(names) == 46 and len(paths) == 150 and accuracy >= 0.6, accuracy
 
 
@@ -113,6 +115,5 @@ def test_names_common_article_types_among_every_kagl_article_type(default_model,
     common = ["Tshirts", "Shirts", "Casual Shoes", "Watches", "Sports Shoes", "Kurtas", "Tops"]
     common += ["Handbags", "Heels", "Sunglasses"]
     paths, truth = _held_out(kagl_dir, "articleType", common)
-    predictions = default_model.zero_shot_classification(paths, names)
-    accuracy = np.mean([p.label == t for p, t in zip(predictions, truth, strict=True)])
+    accuracy = _accuracy(default_model, paths, truth, names)
     assert len(names) == 143 and len(paths) == 150 and accuracy >= 0.8, accuracy
