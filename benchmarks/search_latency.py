@@ -80,28 +80,22 @@ def bench(fn, queries, repeat_warmup: int = 3) -> tuple[list[float], list]:
     return times, outputs
 
 
-def run_size(
-    n: int, dim: int, n_queries: int, k: int, workdir: Path, seed: int, ann: bool = False
-) -> dict:
-    import pandas as pd
-
+def build_catalog(folder: Path, vectors: np.ndarray, meta: dict[str, np.ndarray], ids: np.ndarray):
+    """Write the vectors and metadata as a catalog, reopen it; ``(catalog, timings)``."""
     from fashionclip.index import Catalog
 
-    print(f"\n=== {n:,} vectors x {dim} (clustered), {n_queries} queries, k={k} ===", flush=True)
-    start = time.perf_counter()
-    vectors, cluster, centres = clustered_vectors(n, dim, seed)
-    meta = metadata_for(cluster, seed)
-    print(f"generated in {time.perf_counter() - start:.1f}s", flush=True)
-
-    folder = workdir / f"catalog-{n}"
     shutil.rmtree(folder, ignore_errors=True)
-    identity = {"name": "synthetic", "kind": "bench", "embedding_dim": dim, "fingerprint": "0"}
+    identity = {
+        "name": "synthetic",
+        "kind": "bench",
+        "embedding_dim": vectors.shape[1],
+        "fingerprint": "0",
+    }
     catalog = Catalog.create(folder, identity)
-    ids = np.array([f"p{i}" for i in range(n)])
     start = time.perf_counter()
     chunk = 100_000
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
+    for lo in range(0, len(ids), chunk):
+        hi = min(len(ids), lo + chunk)
         rows = [
             {
                 "gender": str(meta["gender"][i]),
@@ -126,49 +120,50 @@ def run_size(
         f"opened in {open_s * 1000:.0f} ms, first filter column cached in {column_s * 1000:.0f} ms",
         flush=True,
     )
+    return catalog, {
+        "build_s": build_s,
+        "open_ms": open_s * 1000,
+        "first_column_ms": column_s * 1000,
+    }
 
-    rng = np.random.default_rng(seed + 2)
-    picks = rng.choice(len(centres), size=n_queries)
-    queries = centres[picks] + rng.normal(scale=0.7 / np.sqrt(dim), size=(n_queries, dim))
-    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-    frame = pd.DataFrame({"id": ids, **meta})
-    in_ram = np.array(vectors)  # the naive baseline holds the matrix in memory
-    types = ["type000", "type007"]
 
-    def naive(q, filt=None):
+def naive_search(in_ram: np.ndarray, ids: np.ndarray, frame, k: int):
+    """The baseline: the matrix in RAM, a full argsort, a pandas mask built per query."""
+
+    def search(q, filt=None):
         if filt is None:
-            scores = in_ram @ q
-            return list(ids[np.argsort(-scores)[:k]])
-        mask = np.ones(n, dtype=bool)
+            return list(ids[np.argsort(-(in_ram @ q))[:k]])
+        mask = np.ones(len(ids), dtype=bool)
         for column, values in filt.items():
             mask &= frame[column].isin(values if isinstance(values, list) else [values]).to_numpy()
         rows = np.flatnonzero(mask)
-        scores = in_ram[rows] @ q
-        return list(ids[rows[np.argsort(-scores)[:k]]])
+        return list(ids[rows[np.argsort(-(in_ram[rows] @ q))[:k]]])
 
+    return search
+
+
+def sql_filter_search(catalog, k: int):
+    """The alternative to cached code arrays: the filter as ``json_extract`` in SQLite per query."""
     con = catalog.store.connection()
     segments = catalog.snapshot().segments
 
-    def sql_filter(q, filt):
+    def search(q, filt):
         ((column, value),) = filt.items()
-        slots = np.fromiter(
-            (
-                r[0]
-                for r in con.execute(
-                    "SELECT slot FROM products WHERE json_extract(metadata, ?) = ?",
-                    (f"$.{column}", value),
-                )
-            ),
-            dtype=np.int64,
-        )
+        query = "SELECT slot FROM products WHERE json_extract(metadata, ?) = ?"
+        rows = con.execute(query, (f"$.{column}", value))
+        slots = np.fromiter((r[0] for r in rows), dtype=np.int64)
         scores = np.concatenate([seg.vectors @ q for seg in segments])[slots]
-        top = slots[np.argsort(-scores)[:k]]
-        return list(top)
+        return list(slots[np.argsort(-scores)[:k]])
 
+    return search
+
+
+def filter_cases(catalog, naive, sql_filter, queries: np.ndarray, k: int) -> dict[str, dict]:
+    """Catalog vs naive (and SQL filter) latency, and agreement of the top k, per filter case."""
     cases = [
         ("no filter", None),
         ("gender=Women", {"gender": "Women"}),
-        ("articleType in 2", {"articleType": types}),
+        ("articleType in 2", {"articleType": ["type000", "type007"]}),
     ]
     figures: dict[str, dict] = {}
     for label, filt in cases:
@@ -186,7 +181,7 @@ def run_size(
         }
         if filt is not None and len(filt) == 1 and not isinstance(next(iter(filt.values())), list):
             sql_t, _ = bench(
-                lambda q, f=filt: sql_filter(q, f), queries[: max(10, n_queries // 10)]
+                lambda q, f=filt: sql_filter(q, f), queries[: max(10, len(queries) // 10)]
             )
             row["sql_filter_p50_ms"], row["sql_filter_p99_ms"] = percentiles(sql_t)
         figures[label] = row
@@ -202,46 +197,65 @@ def run_size(
             )
         line += f" | same top-{k}: {agree:.0%}"
         print(line, flush=True)
-    ann_row = None
-    if ann:
-        start = time.perf_counter()
-        info = catalog.build_ann()
-        build_ann_s = time.perf_counter() - start
-        exact_t, exact_out = bench(
-            lambda q: [r.id for r in catalog.search(vector=q, k=k, exact=True)], queries
-        )
-        ann_t, ann_out = bench(
-            lambda q: [r.id for r in catalog.search(vector=q, k=k, exact=False)], queries
-        )
-        recall = np.mean(
-            [len(set(a) & set(e)) / k for a, e in zip(ann_out, exact_out, strict=True)]
-        )
-        ann_row = {
-            "build_s": build_ann_s,
-            "exact_p50_ms": percentiles(exact_t)[0],
-            "ann_p50_ms": percentiles(ann_t)[0],
-            "ann_p99_ms": percentiles(ann_t)[1],
-            f"recall_at_{k}": float(recall),
-            "dtype": info.params["dtype"],
-            "connectivity": info.params["connectivity"],
-            "expansion_search": info.params["expansion_search"],
-        }
-        print(
-            f"{'ANN (usearch)':>18}: built in {build_ann_s:.1f}s | p50 {ann_row['ann_p50_ms']:.2f} ms "
-            f"p99 {ann_row['ann_p99_ms']:.2f} ms vs exact p50 {ann_row['exact_p50_ms']:.2f} ms "
-            f"(x{ann_row['exact_p50_ms'] / ann_row['ann_p50_ms']:.1f}) | recall@{k} {recall:.3f}",
-            flush=True,
-        )
-    catalog.close()
-    return {
-        "ann": ann_row,
-        "n": n,
-        "dim": dim,
-        "build_s": build_s,
-        "open_ms": open_s * 1000,
-        "first_column_ms": column_s * 1000,
-        "cases": figures,
+    return figures
+
+
+def ann_case(catalog, queries: np.ndarray, k: int) -> dict:
+    """Build the usearch index; its latency and recall@k against exact search."""
+    start = time.perf_counter()
+    info = catalog.build_ann()
+    build_ann_s = time.perf_counter() - start
+    exact_t, exact_out = bench(
+        lambda q: [r.id for r in catalog.search(vector=q, k=k, exact=True)], queries
+    )
+    ann_t, ann_out = bench(
+        lambda q: [r.id for r in catalog.search(vector=q, k=k, exact=False)], queries
+    )
+    recall = np.mean([len(set(a) & set(e)) / k for a, e in zip(ann_out, exact_out, strict=True)])
+    row = {
+        "build_s": build_ann_s,
+        "exact_p50_ms": percentiles(exact_t)[0],
+        "ann_p50_ms": percentiles(ann_t)[0],
+        "ann_p99_ms": percentiles(ann_t)[1],
+        f"recall_at_{k}": float(recall),
+        "dtype": info.params["dtype"],
+        "connectivity": info.params["connectivity"],
+        "expansion_search": info.params["expansion_search"],
     }
+    print(
+        f"{'ANN (usearch)':>18}: built in {build_ann_s:.1f}s | p50 {row['ann_p50_ms']:.2f} ms "
+        f"p99 {row['ann_p99_ms']:.2f} ms vs exact p50 {row['exact_p50_ms']:.2f} ms "
+        f"(x{row['exact_p50_ms'] / row['ann_p50_ms']:.1f}) | recall@{k} {recall:.3f}",
+        flush=True,
+    )
+    return row
+
+
+def run_size(
+    n: int, dim: int, n_queries: int, k: int, workdir: Path, seed: int, ann: bool = False
+) -> dict:
+    """Every measurement at one catalog size."""
+    import pandas as pd
+
+    print(f"\n=== {n:,} vectors x {dim} (clustered), {n_queries} queries, k={k} ===", flush=True)
+    start = time.perf_counter()
+    vectors, cluster, centres = clustered_vectors(n, dim, seed)
+    meta = metadata_for(cluster, seed)
+    print(f"generated in {time.perf_counter() - start:.1f}s", flush=True)
+    ids = np.array([f"p{i}" for i in range(n)])
+    catalog, timings = build_catalog(workdir / f"catalog-{n}", vectors, meta, ids)
+
+    rng = np.random.default_rng(seed + 2)
+    picks = rng.choice(len(centres), size=n_queries)
+    queries = centres[picks] + rng.normal(scale=0.7 / np.sqrt(dim), size=(n_queries, dim))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    frame = pd.DataFrame({"id": ids, **meta})
+    # the naive baseline holds the matrix in memory
+    naive = naive_search(np.array(vectors), ids, frame, k)
+    figures = filter_cases(catalog, naive, sql_filter_search(catalog, k), queries, k)
+    ann_row = ann_case(catalog, queries, k) if ann else None
+    catalog.close()
+    return {"ann": ann_row, "n": n, "dim": dim, **timings, "cases": figures}
 
 
 def main() -> None:

@@ -444,7 +444,7 @@ def run_uploads(args: argparse.Namespace) -> int:
     return 0 if all(r.peak_over_idle_mb < 1024 and not r.killed for r in bounded) else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--catalog", type=Path, default=None, help="default: runs/kagl-test")
     parser.add_argument("--model", default=None, help="default: the model that built the catalog")
@@ -464,7 +464,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-rss-gb", type=float, default=10.0, help="kill a server above this")
     parser.add_argument("--serve-child", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run_scenarios(base: str, args: argparse.Namespace, like_ids: list[str]) -> list[Scenario]:
+    """Every endpoint x client count against a warmed-up server, a table row each."""
+    with httpx.Client(base_url=base, timeout=60) as http:  # warm-up
+        for i in range(5):
+            http.post("/api/search/text", json=body_for("text", i, args.k, like_ids))
+            http.post("/api/search/like", json=body_for("like", i, args.k, like_ids))
+    results: list[Scenario] = []
+    header = (
+        f"{'endpoint':<9}{'clients':>8}{'requests':>9}{'errors':>7}{'req/s':>9}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'server p50':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for endpoint in args.endpoints:
+        for clients in args.clients:
+            scenario = asyncio.run(
+                run_scenario(
+                    base, endpoint, clients, args.requests, args.k, like_ids, args.max_seconds
+                )
+            )
+            results.append(scenario)
+            print(
+                f"{endpoint:<9}{clients:>8}{scenario.requests:>9}{scenario.errors:>7}"
+                f"{scenario.throughput_rps:>9.1f}{scenario.p50_ms:>9.1f}{scenario.p95_ms:>9.1f}"
+                f"{scenario.p99_ms:>9.1f}{scenario.max_ms:>9.1f}{scenario.server_p50_ms:>11.1f}"
+            )
+            for error in scenario.first_errors:
+                print(f"    error: {error}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.serve_child is not None:
         return serve_child(args.catalog, args.serve_child, args.baseline)
     if args.uploads:
@@ -494,32 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
             f"python {platform.python_version()}"
         )
-        with httpx.Client(base_url=base, timeout=60) as http:  # warm-up
-            for i in range(5):
-                http.post("/api/search/text", json=body_for("text", i, args.k, like_ids))
-                http.post("/api/search/like", json=body_for("like", i, args.k, like_ids))
-        results: list[Scenario] = []
-        header = (
-            f"{'endpoint':<9}{'clients':>8}{'requests':>9}{'errors':>7}{'req/s':>9}"
-            f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'server p50':>11}"
-        )
-        print(header)
-        print("-" * len(header))
-        for endpoint in args.endpoints:
-            for clients in args.clients:
-                scenario = asyncio.run(
-                    run_scenario(
-                        base, endpoint, clients, args.requests, args.k, like_ids, args.max_seconds
-                    )
-                )
-                results.append(scenario)
-                print(
-                    f"{endpoint:<9}{clients:>8}{scenario.requests:>9}{scenario.errors:>7}"
-                    f"{scenario.throughput_rps:>9.1f}{scenario.p50_ms:>9.1f}{scenario.p95_ms:>9.1f}"
-                    f"{scenario.p99_ms:>9.1f}{scenario.max_ms:>9.1f}{scenario.server_p50_ms:>11.1f}"
-                )
-                for error in scenario.first_errors:
-                    print(f"    error: {error}")
+        results = run_scenarios(base, args, like_ids)
         metrics = httpx.get(base + "/api/metrics", timeout=10).json()
         server_errors = sum(e["server_errors"] for e in metrics["endpoints"].values())
         print(f"server metrics: {metrics['requests']} requests, {server_errors} server errors")
