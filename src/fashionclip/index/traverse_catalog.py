@@ -97,7 +97,8 @@ def traverse(
 ) -> list[list[SearchResult]]:
     """Steps from ``product_id`` along ``start`` -> ``end``, each a list of results.
 
-    ``steps`` steps of up to ``per_step`` products, none shown twice, the seed never; see
+    ``steps`` steps of up to ``per_step`` products, none shown twice, the seed never, nor two
+    products of one picture (byte-identical images, by content hash) or the seed's picture; see
     :class:`~fashionclip.index.traverse.WalkSettings` for ``step_size``, ``neighbourhood``,
     ``start_n`` and ``end_n``. ``filters`` limit what may be shown (as in search); ``keep``
     names a column whose value must stay the seed's (``keep="articleType"``); GradREC's
@@ -118,6 +119,7 @@ def traverse(
     direction = direction_for(catalog, snap, start, end, method, settings, encode_texts, keep)
     seed = snap.vector_at(seed_position)
     pool = _pool(snap, seed, seed_position, direction, candidates, settings.neighbourhood)
+    pool = _one_per_picture(catalog, snap, seed_position, pool)
     path = walk(seed, _rows(snap, pool), direction, settings)
     found: list[list[SearchResult]] = []
     for step in path:
@@ -230,6 +232,27 @@ def _pool(
     similarity = np.where(allowed, scores[:, 0], -np.inf)
     found = top(similarity, min(size, int(allowed.sum())))
     return found.astype(np.int64)
+
+
+def _one_per_picture(
+    catalog: Catalog, snap: Snapshot, seed_position: int, pool: np.ndarray
+) -> np.ndarray:
+    """The pool without a second product of one picture (byte-identical images under other
+    ids: the nearest is kept) and without the seed's own picture: to the eye they are the same
+    product, and the seed's is no step further. Products without a content hash all stay."""
+    positions = np.concatenate([[seed_position], pool]).astype(np.int64)
+    slots = [int(s) for s in snap.slots_of_positions(positions)]
+    stored = catalog.store.products_at(slots)
+    seed_row = stored.get(slots[0])
+    seen = {seed_row.content_hash} if seed_row is not None and seed_row.content_hash else set()
+    keep = np.ones(len(pool), dtype=bool)
+    for i, slot in enumerate(slots[1:]):
+        row = stored.get(slot)
+        picture = row.content_hash if row is not None else None
+        if picture:
+            keep[i] = picture not in seen
+            seen.add(picture)
+    return pool[keep]
 
 
 def _score_all(snap: Snapshot, queries: np.ndarray) -> np.ndarray:
