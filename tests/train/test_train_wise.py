@@ -95,3 +95,14 @@ def test_mix_folders_mixes_a_checkpoint_whose_text_layers_trained_with_its_start
     a, b = (FashionDualEncoder.from_pretrained(p).state_dict() for p in (tuned, start))
     key = "text_model.encoder.layer.1.output.dense.weight"
     assert torch.allclose(mixed.state_dict()[key], 0.5 * a[key] + 0.5 * b[key])
+
+
+def test_soup_folders_is_the_mean_of_its_checkpoints(tmp_path: Path) -> None:
+    folders = [build_tiny_dual_encoder(tmp_path / f"seed{i}", seed=i) for i in range(3)]
+    target = wise.soup_folders(folders, tmp_path / "soup")
+    states = [FashionDualEncoder.from_pretrained(p).state_dict() for p in folders]
+    soup = FashionDualEncoder.from_pretrained(target).state_dict()
+    for key in ("visual_projection.weight", "text_projection.weight", "logit_scale"):
+        assert torch.allclose(soup[key], sum(s[key] for s in states) / 3, atol=1e-6)
+    with pytest.raises(FashionCLIPError, match="at least two"):
+        wise.soup_folders(folders[:1], tmp_path / "one")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -103,3 +104,20 @@ def mix_folders(
         raise FashionCLIPError(f"{finetuned} and {start} are not the same architecture")
     module.load_state_dict(interpolate_state(module.state_dict(), other.state_dict(), alpha))
     return module.save_pretrained(target, tokenizer=tokenizer, image_processor=processor)
+
+
+def soup_folders(folders: list[str | os.PathLike[str]], target: str | os.PathLike[str]) -> Path:
+    """A uniform model soup (Wortsman et al., 2022, "Model soups"): the mean of every stored
+    weight of checkpoints fine-tuned from one start (e.g. seeds of one recipe), saved to
+    ``target`` with the last folder's config, tokenizer and processor (all must be one
+    architecture). Seeds of one recipe differ by noise that the mean cancels; the gain they share
+    stays."""
+    if len(folders) < 2:
+        raise FashionCLIPError("a soup needs at least two checkpoints")
+    # a running mean: the k-th checkpoint weighs 1/k against the mean of the ones before it
+    with tempfile.TemporaryDirectory(prefix="fashionclip-soup-") as scratch:
+        current: str | os.PathLike[str] = folders[0]
+        for k, folder in enumerate(folders[1:], start=2):
+            out = target if k == len(folders) else Path(scratch) / f"mean-{k}"
+            current = mix_folders(folder, current, out, 1.0 / k)
+    return Path(current)
