@@ -186,6 +186,26 @@ def test_stage4_trains_a_new_image_head_from_v2_with_photo_and_thumbnail_views()
         )
 
 
+def test_stage5_trains_the_last_text_layers_from_stage4_and_make_soups_three_seeds():
+    """Stage 5 (v6) continues stage 4's output with stage 4's data, captions and label prompts, the
+    image backbone frozen and MiniLM's last two layers trained; `make default-model` runs it on
+    three seeds and averages them (tools/soup.py)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    stage4 = load_train_config(root / "configs" / "fashion-clip-mini-stage4.toml")
+    stage5 = load_train_config(root / "configs" / "fashion-clip-mini-stage5.toml")
+    makefile = (root / "Makefile").read_text()
+    assert stage5.model.init == f"{stage4.output_dir}/best"
+    assert stage5.model.lock_image and stage5.model.image_unlocked_groups == 0
+    assert stage5.model.lock_text and stage5.model.text_unlocked_groups == 2
+    assert stage5.captions == stage4.captions and stage5.loss == stage4.loss
+    assert stage5.augment == stage4.augment and stage5.data == stage4.data
+    assert "configs/fashion-clip-mini-stage5.toml --set seed=$$seed" in makefile
+    assert "tools/soup.py runs/fashion-clip-mini-v6" in makefile
+    assert all(f"runs/fashion-clip-mini-stage5-seed{s}/best" in makefile for s in (3, 4, 5))
+
+
 def test_loss_kinds_come_from_the_loss_registry(monkeypatch):
     from fashionclip.train import loss
 
