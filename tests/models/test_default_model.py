@@ -117,3 +117,14 @@ def test_names_common_article_types_among_every_kagl_article_type(default_model,
     paths, truth = _held_out(kagl_dir, "articleType", common)
     accuracy = _accuracy(default_model, paths, truth, names)
     assert len(names) == 143 and len(paths) == 150 and accuracy >= 0.8, accuracy
+
+
+def test_the_package_stays_within_its_size_limit_and_holds_no_pickles():
+    """Issue 14's limit: the shipped model folder holds at most 60 MB (v6: 51 MB, with MiniLM's
+    two trained layers), and its weights load from safetensors, never from a pickle."""
+    folder = default_model_path()
+    assert folder is not None
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 60 * 1024**2
+    assert (folder / "model.safetensors").is_file()
+    assert not [p.name for p in files if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"}]
