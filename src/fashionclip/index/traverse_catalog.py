@@ -243,16 +243,15 @@ def _one_per_picture(
     positions = np.concatenate([[seed_position], pool]).astype(np.int64)
     slots = [int(s) for s in snap.slots_of_positions(positions)]
     stored = catalog.store.products_at(slots)
-    seed_row = stored.get(slots[0])
-    seen = {seed_row.content_hash} if seed_row is not None and seed_row.content_hash else set()
-    keep = np.ones(len(pool), dtype=bool)
-    for i, slot in enumerate(slots[1:]):
+    seen: set[str] = set()
+    keep = np.ones(len(positions), dtype=bool)
+    for i, slot in enumerate(slots):  # the seed first: its picture is seen before any other
         row = stored.get(slot)
         picture = row.content_hash if row is not None else None
         if picture:
             keep[i] = picture not in seen
             seen.add(picture)
-    return pool[keep]
+    return pool[keep[1:]]
 
 
 def _score_all(snap: Snapshot, queries: np.ndarray) -> np.ndarray:
