@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -86,6 +85,16 @@ def wise_ft_folder(
     return module.save_pretrained(target, tokenizer=tokenizer, image_processor=processor)
 
 
+def _check_same_architecture(
+    module: FashionDualEncoder, other: FashionDualEncoder, name: object, other_name: object
+) -> None:
+    # Where the weights are stored is provenance, not architecture (a stage that trains a
+    # packaged tower stores it, or its trained text layers, where its start did not).
+    provenance = {"image_tower_source": None, "text_tower_stored_layers": None}
+    if other.config.to_dict() | provenance != module.config.to_dict() | provenance:
+        raise FashionCLIPError(f"{name} and {other_name} are not the same architecture")
+
+
 def mix_folders(
     finetuned: str | os.PathLike[str],
     start: str | os.PathLike[str],
@@ -97,27 +106,27 @@ def mix_folders(
     tokenizer and processor). Used when a later stage fine-tuned ``start`` into ``finetuned``."""
     module, processor, tokenizer = load_dual_encoder(finetuned)
     other = FashionDualEncoder.from_pretrained(start)
-    # Where the weights are stored is provenance, not architecture (a stage that trains a
-    # packaged tower stores it, or its trained text layers, where its start did not).
-    provenance = {"image_tower_source": None, "text_tower_stored_layers": None}
-    if other.config.to_dict() | provenance != module.config.to_dict() | provenance:
-        raise FashionCLIPError(f"{finetuned} and {start} are not the same architecture")
+    _check_same_architecture(module, other, finetuned, start)
     module.load_state_dict(interpolate_state(module.state_dict(), other.state_dict(), alpha))
     return module.save_pretrained(target, tokenizer=tokenizer, image_processor=processor)
 
 
 def soup_folders(folders: list[str | os.PathLike[str]], target: str | os.PathLike[str]) -> Path:
-    """A uniform model soup (Wortsman et al., 2022, "Model soups"): the mean of every stored
+    """A uniform model soup (Wortsman et al., 2022, "Model soups"): the mean of every floating
     weight of checkpoints fine-tuned from one start (e.g. seeds of one recipe), saved to
-    ``target`` with the last folder's config, tokenizer and processor (all must be one
-    architecture). Seeds of one recipe differ by noise that the mean cancels; the gain they share
-    stays."""
+    ``target`` with the last folder's config, tokenizer, processor and integer buffers (all must
+    be one architecture). Seeds of one recipe differ by noise that the mean cancels; the gain
+    they share stays. Each checkpoint is read once."""
     if len(folders) < 2:
         raise FashionCLIPError("a soup needs at least two checkpoints")
-    # a running mean: the k-th checkpoint weighs 1/k against the mean of the ones before it
-    with tempfile.TemporaryDirectory(prefix="fashionclip-soup-") as scratch:
-        current: str | os.PathLike[str] = folders[0]
-        for k, folder in enumerate(folders[1:], start=2):
-            out = target if k == len(folders) else Path(scratch) / f"mean-{k}"
-            current = mix_folders(folder, current, out, 1.0 / k)
-    return Path(current)
+    module, processor, tokenizer = load_dual_encoder(folders[-1])
+    total = {key: value.clone() for key, value in module.state_dict().items()}
+    for folder in folders[:-1]:
+        other = FashionDualEncoder.from_pretrained(folder)
+        _check_same_architecture(module, other, folders[-1], folder)
+        for key, value in other.state_dict().items():
+            if total[key].is_floating_point():
+                total[key] += value.to(total[key].dtype)
+    n = len(folders)
+    module.load_state_dict({k: v / n if v.is_floating_point() else v for k, v in total.items()})
+    return module.save_pretrained(target, tokenizer=tokenizer, image_processor=processor)
