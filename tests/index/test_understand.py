@@ -91,3 +91,32 @@ def test_a_huge_word_is_out_of_reach_at_once():
     vocab = Vocabulary.build(VALUES)
     assert vocab.near("x" * 10_000, 2) == set()
     assert vocab.understand("shirts " + "y" * 10_000) == {"articleType": ["Shirts"]}
+
+
+def test_everyday_names_of_outerwear_shoes_and_bags_are_understood():
+    # Session 13: "winter coat" found earrings of the Winter season (no catalog word was "coat")
+    vocab = Vocabulary.build(
+        {
+            "articleType": [
+                "Jackets",
+                "Rain Jacket",
+                "Blazers",
+                "Waistcoat",
+                "Heels",
+                "Casual Shoes",
+                "Formal Shoes",
+                "Track Pants",
+                "Handbags",
+            ],
+            "season": ["Winter", "Summer"],
+        }
+    )
+    assert vocab.understand("winter coat") == {"season": ["Winter"], "articleType": ["Jackets"]}
+    assert vocab.understand("raincoat") == {"articleType": ["Rain Jacket", "Jackets"]}
+    assert vocab.understand("loafers") == {"articleType": ["Casual Shoes", "Formal Shoes"]}
+    assert vocab.understand("red pumps") == {"articleType": ["Heels"]}
+    assert vocab.understand("joggers") == {"articleType": ["Track Pants"]}  # no Lounge Pants here
+    assert vocab.understand("tote") == {"articleType": ["Handbags"]}
+    # longer and catalog phrases still win: WordNet's "sport coat" is a blazer
+    assert vocab.understand("sport coat") == {"articleType": ["Blazers"]}
+    assert vocab.understand("waistcoat") == {"articleType": ["Waistcoat"]}
