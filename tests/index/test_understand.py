@@ -120,3 +120,6 @@ def test_everyday_names_of_outerwear_shoes_and_bags_are_understood():
     # longer and catalog phrases still win: WordNet's "sport coat" is a blazer
     assert vocab.understand("sport coat") == {"articleType": ["Blazers"]}
     assert vocab.understand("waistcoat") == {"articleType": ["Waistcoat"]}
+    # never a correction target: brands in KAGL's names sit an edit or two away
+    for brand in ("parina", "tarika", "cont", "roggers", "cuffed", "pumo"):
+        assert vocab.understand(brand) == {}, brand

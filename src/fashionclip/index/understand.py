@@ -5,16 +5,19 @@ distinct text values: colours, genders, article types, usage, season, a brand co
 catalog has one). A query's words are lower-cased, possessives dropped ("women's" -> "women")
 and put in the singular (:func:`fashionclip.data.captions.singular_word`), then matched
 longest phrase first against the values ("formal shoes" before "formal"), joined forms
-("t shirt" -> "Tshirts"), the everyday synonyms of :data:`SYNONYMS`, the WordNet names of
-``data/article_synonyms.json``, and last close misspellings.
+("t shirt" -> "Tshirts"), the everyday synonyms of :data:`SYNONYMS`, the everyday names of
+:data:`EVERYDAY_NAMES`, the WordNet names of ``data/article_synonyms.json``, and last close
+misspellings.
 
 A misspelling is a word of 4+ letters within :func:`max_edits` edits (insertions, deletions,
 substitutions and swaps of two neighbouring letters: Damerau's four kinds of typing error) of
 a known form, the closest one winning ("shrit" is one swap from "shirt", two edits from
-"short"; among equally close ones, the most similar by difflib's ratio). It is corrected only towards a catalog value or an everyday synonym (never towards
-a rare WordNet name: "slipper" is two edits from "slipover"), and only when the word is not
-itself an English word (``data/english_words.json``, from WordNet): "skirt" is not a
-misspelling of "shirt" even in a catalog that sells no skirts.
+"short"; among equally close ones, the most similar by difflib's ratio). It is corrected
+only towards a catalog value or an everyday synonym, never towards an everyday name ("parina",
+a brand, is two edits from "parka") or a rare WordNet name ("slipper" is two edits from
+"slipover"), and only when the word is not itself an English word
+(``data/english_words.json``, from WordNet): "skirt" is not a misspelling of "shirt" even in
+a catalog that sells no skirts.
 
 The result, ``{column: [values]}``, is used by :mod:`.hybrid` as a soft boost (never a hard
 filter) and returned with the results so that a page can show it as removable chips.
@@ -60,9 +63,19 @@ SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "jumper": ("articleType", ("Sweaters",)),
     "cap": ("articleType", ("Caps",)),
     "fragrance": ("articleType", ("Perfume and Body Mist", "Deodorant")),
-    # Outerwear, shoes and bags by their everyday names (session 13): a catalog that files them
-    # as "Jackets", "Heels" or "Casual Shoes" never says "coat", "pumps" or "loafers", and
-    # neither the model nor BM25 knew them ("winter coat" found earrings in the Winter season).
+    "navy": ("baseColour", ("Navy Blue",)),
+    "gray": ("baseColour", ("Grey",)),
+    "golden": ("baseColour", ("Gold",)),
+    "violet": ("baseColour", ("Purple",)),
+    "office": ("usage", ("Formal",)),
+    "party": ("usage", ("Party",)),
+}
+#: Everyday names of outerwear, shoes and bags that catalogs file under other words ("coat" ->
+#: Jackets, "pumps" -> Heels, "loafers" -> Casual Shoes): neither the model nor BM25 knew them
+#: ("winter coat" found earrings of the Winter season). Understood when written exactly, like
+#: the WordNet names, never as a correction target: brand names sit an edit or two away
+#: ("Parina", "Tarika" -> parka, "cont" -> coat, "Roggers" -> jogger).
+EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "coat": ("articleType", ("Jackets",)),
     "overcoat": ("articleType", ("Jackets",)),
     "topcoat": ("articleType", ("Jackets",)),
@@ -82,12 +95,6 @@ SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sweatpant": ("articleType", ("Track Pants", "Lounge Pants")),
     "tote": ("articleType", ("Handbags",)),
     "satchel": ("articleType", ("Handbags", "Messenger Bag")),
-    "navy": ("baseColour", ("Navy Blue",)),
-    "gray": ("baseColour", ("Grey",)),
-    "golden": ("baseColour", ("Gold",)),
-    "violet": ("baseColour", ("Purple",)),
-    "office": ("usage", ("Formal",)),
-    "party": ("usage", ("Party",)),
 }
 #: WordNet names that are also everyday words or brand names in catalogs ("turtle", "band").
 _NOISY_ALIASES = frozenset(
@@ -189,6 +196,8 @@ class Vocabulary:
         for word, (column, wanted) in SYNONYMS.items():
             vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
         vocab.correctable = set(vocab.joined)
+        for word, (column, wanted) in EVERYDAY_NAMES.items():
+            vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
         by_value = {v: c for c, v in present}
         for value, names in _wordnet_aliases().items():
             if value not in by_value:
