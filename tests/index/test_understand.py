@@ -123,3 +123,22 @@ def test_everyday_names_of_outerwear_shoes_and_bags_are_understood():
     # never a correction target: brands in KAGL's names sit an edit or two away
     for brand in ("parina", "tarika", "cont", "roggers", "cuffed", "pumo"):
         assert vocab.understand(brand) == {}, brand
+
+
+def test_function_words_are_never_corrected_into_catalog_values():
+    # Session 13: WordNet holds content words only, so "what" and "that" were one edit from
+    # "hat", "than" from "tan", "during" two from "ring": "dress that is red" boosted Hats
+    vocab = Vocabulary.build(
+        {
+            "articleType": ["Dresses", "Hat", "Ring"],
+            "baseColour": ["Red", "Tan", "White", "Beige"],
+        }
+    )
+    assert vocab.understand("dress that is red") == {
+        "articleType": ["Dresses"],
+        "baseColour": ["Red"],
+    }
+    for word in ("what", "that", "than", "during", "beside", "whither"):
+        assert vocab.understand(word) == {}, word
+    assert {"what", "that", "than", "during", "with", "from"} <= english_words()
+    assert vocab.understand("rign") == {"articleType": ["Ring"]}  # misspellings still are
