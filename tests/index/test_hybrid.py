@@ -242,3 +242,25 @@ def test_ignored_understood_column_is_not_used_and_not_a_filter(shop):
     assert vector.understood == {"baseColour": "Red"}
     with pytest.raises(InvalidQueryError, match="ignore_understood"):
         Query(text="red", ignore_understood=[3])
+
+
+def test_a_word_of_the_catalogs_own_text_is_never_read_as_a_misspelling(tmp_path):
+    # Session 13: KAGL's brands "Jackie", "Shree" and "Bwitch" were read as misspelt "jacket",
+    # "saree" and "watch" (soft boosts for Jackets, Sarees, Watches on a brand query)
+    cat = Catalog.create(tmp_path / "brands", _TextModel.identity)
+    cat.attach_model(_TextModel())
+    meta = [
+        {"articleType": "Jackets", "productDisplayName": "Roadster Men Black Jacket"},
+        {"articleType": "Kurtas", "productDisplayName": "Jackie Women Green Kurta"},
+        {"articleType": "Sarees", "productDisplayName": "Mona Red Saree"},
+    ]
+    cat.add_embeddings(["j", "k", "s"], _vectors(3), meta)
+    assert cat.search("jackie kurta", k=3).understood == {"articleType": "Kurtas"}
+    assert cat.search("jackets", k=3).understood == {"articleType": "Jackets"}
+    assert cat.search("jaket", k=3).understood == {"articleType": "Jackets"}  # still corrected
+    assert cat.search("sarre", k=3).understood == {"articleType": "Sarees"}
+    cat.add_embeddings(
+        ["s2"], _vectors(1, 5), [{"articleType": "Tops", "productDisplayName": "Sarre Top"}]
+    )
+    assert cat.search("sarre", k=3).understood == {}  # now a word of the catalog
+    cat.close()

@@ -42,6 +42,8 @@ _KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fashioncli
 #: ``(n, candidates) -> (positions, scores)``: the vector ranking, best first.
 VectorSearch = Callable[[int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
 FUSIONS = ("rrf", "score")
+#: Words whose presence in the catalog's text is remembered (per generation) before starting over.
+_MAX_WORDS = 10_000
 #: RRF constant of Cormack et al. (2009); also the evaluation harness's fusion.
 RRF_K = 60
 #: Weight of the words' vector in a composed query ("like 4025, but red"): product + w * text.
@@ -92,6 +94,7 @@ class HybridSearch:
         self.text = TextIndex(store)
         self.weights = weights
         self._vocab: tuple[int, Vocabulary] | None = None
+        self._words: tuple[int, dict[str, bool]] | None = None
         self._lock = threading.Lock()
 
     # -- understanding -------------------------------------------------------------------------
@@ -113,9 +116,24 @@ class HybridSearch:
         return cached[1]
 
     def understand(self, snap: Snapshot, text: str, ignore: Collection[str] = ()) -> Understood:
-        """The understood query, without the columns in ``ignore``."""
-        found = self.vocabulary(snap).understand(text)
+        """The understood query, without the columns in ``ignore``; a word the catalog's own
+        text holds (a brand such as "Jackie") is never read as a misspelling ("jacket")."""
+        found = self.vocabulary(snap).understand(text, self._catalog_words(snap))
         return {c: v for c, v in found.items() if c not in ignore}
+
+    def _catalog_words(self, snap: Snapshot) -> Callable[[str], bool]:
+        """``word -> whether a product's text holds it``, cached per catalog generation."""
+        cached = self._words
+        if cached is None or cached[0] != snap.generation or len(cached[1]) > _MAX_WORDS:
+            cached = self._words = (snap.generation, {})
+        known = cached[1]
+
+        def holds(word: str) -> bool:
+            if word not in known:
+                known[word] = self.text.contains(word)
+            return known[word]
+
+        return holds
 
     # -- rankings ------------------------------------------------------------------------------
 

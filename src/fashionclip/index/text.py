@@ -265,22 +265,28 @@ class TextIndex:
             self._df_products = n_products
         for word in words:
             if word not in self._df:
-                expression = match_expression(word)
-                self._df[word] = (
-                    int(
-                        self._store.connection()
-                        .execute(
-                            f"SELECT COUNT(*) FROM {TABLE} WHERE {TABLE} MATCH ?", (expression,)
-                        )
-                        .fetchone()[0]
-                    )
-                    if expression
-                    else 0
-                )
+                self._df[word] = self.document_frequency(word)
         kept = [w for w in words if self._df[w] <= max_df * n_products]
         if kept or not keep_rarest or not words:
             return kept
         return [min(words, key=lambda w: self._df[w])]
+
+    def document_frequency(self, word: str) -> int:
+        """How many products' text holds ``word`` (porter-stemmed, as searched); not cached."""
+        expression = match_expression(word)
+        if expression is None:
+            return 0
+        sql = f"SELECT COUNT(*) FROM {TABLE} WHERE {TABLE} MATCH ?"
+        return int(self._store.connection().execute(sql, (expression,)).fetchone()[0])
+
+    def contains(self, word: str) -> bool:
+        """Whether any product's text holds ``word`` (one row read, however common it is)."""
+        expression = match_expression(word)
+        if expression is None:
+            return False
+        self.ensure()
+        sql = f"SELECT 1 FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT 1"
+        return self._store.connection().execute(sql, (expression,)).fetchone() is not None
 
     def row_count(self) -> int:
         """Rows in the text index (equals the product count when consistent)."""

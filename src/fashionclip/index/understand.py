@@ -15,9 +15,10 @@ a known form, the closest one winning ("shrit" is one swap from "shirt", two edi
 "short"; among equally close ones, the most similar by difflib's ratio). It is corrected
 only towards a catalog value or an everyday synonym, never towards an everyday name ("parina",
 a brand, is two edits from "parka") or a rare WordNet name ("slipper" is two edits from
-"slipover"), and only when the word is not itself an English word
-(``data/english_words.json``, from WordNet): "skirt" is not a misspelling of "shirt" even in
-a catalog that sells no skirts.
+"slipover"), and only when the word is neither an English word (``data/english_words.json``,
+from WordNet, with function words): "skirt" is not a misspelling of "shirt" even in a catalog
+that sells no skirts; nor a word of the catalog's own text (a brand: "Shree" is not a misspelt
+"saree"), when the caller can tell (``catalog_word``; hybrid search asks its text index).
 
 The result, ``{column: [values]}``, is used by :mod:`.hybrid` as a soft boost (never a hard
 filter) and returned with the results so that a page can show it as removable chips.
@@ -29,7 +30,7 @@ import difflib
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -219,8 +220,14 @@ class Vocabulary:
             target.extend(p for p in pairs if p not in target)
         self.longest = max(self.longest, len(phrase))
 
-    def understand(self, text: str) -> Understood:
-        """``{column: [values]}`` recognised in ``text`` (empty when nothing is)."""
+    def understand(
+        self, text: str, catalog_word: Callable[[str], bool] | None = None
+    ) -> Understood:
+        """``{column: [values]}`` recognised in ``text`` (empty when nothing is).
+
+        ``catalog_word(word)`` tells whether the catalog's own text holds a word: such a word
+        (a brand, "Jackie" or "Shree") is what the catalog calls something, never corrected.
+        """
         words = normalise_words(text)[:64]
         found: Understood = {}
         i = 0
@@ -228,7 +235,7 @@ class Vocabulary:
             for n in range(min(self.longest, len(words) - i), 0, -1):
                 gram = tuple(words[i : i + n])
                 pairs = self.phrases.get(gram) or self.joined.get("".join(gram))
-                if pairs is None and n == 1:
+                if pairs is None and n == 1 and not (catalog_word and catalog_word(gram[0])):
                     pairs = self._fuzzy(gram[0])
                 if pairs:
                     for column, value in pairs:
