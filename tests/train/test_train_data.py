@@ -131,6 +131,21 @@ def test_article_broader_field_uses_the_tables_broader_words(tmp_path):
         TemplateCaptionBuilder(["{article_synonym} or {article_broader}"])
 
 
+def test_article_everyday_field_uses_the_searchs_everyday_names():
+    jacket = dict(SHIRT, articleType="Jackets", productDisplayName="Roadster Men Black Jacket")
+    shoe = dict(SHIRT, articleType="Sports Shoes", productDisplayName="Nike Men Shoe")
+    everyday = kagl_caption_builder(["{name}", "a photo of a {article_everyday}"], [1, 1])
+    # the words query understanding reads as Jackets / Sports Shoes (one table for both)
+    assert "a photo of a coat" in everyday.candidates(jacket)
+    assert "a photo of a parka" in everyday.candidates(jacket)
+    assert "a photo of a sneaker" in everyday.candidates(shoe)
+    assert everyday.candidates(SHIRT) == ["Turtle Check Men Navy Blue Shirt"]  # none for Shirts
+    # the default templates do not use the field: captions are unchanged
+    assert not any("parka" in c for c in kagl_caption_builder().candidates(jacket))
+    with pytest.raises(FashionCLIPError, match="at most one"):
+        TemplateCaptionBuilder(["{article_everyday} or {article_synonym}"])
+
+
 def test_templates_with_missing_fields_are_skipped():
     builder = TemplateCaptionBuilder(
         ["{usage} {articleType}", "a photo of a {articleType}"], [10, 1]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fashionclip.data.colours import colour_tone
+from fashionclip.data.everyday import everyday_article_names
 from fashionclip.errors import FashionCLIPError
 
 #: Caption templates for KAGL: each item gets one of these per epoch, sampled with the weights in
@@ -30,7 +31,9 @@ from fashionclip.errors import FashionCLIPError
 #: subCategory, articleType, article (articleType in the singular, lower case), article_synonym
 #: (one general-English name of the article type, drawn per epoch from the builder's synonym
 #: table), article_broader (one word for what the article type is a kind of, "Jackets" -> coat,
-#: from the same table's ``broader`` words), baseColour, colour (lower case), tone ("dark" / "light" from the colour's CIE L*, empty
+#: from the same table's ``broader`` words), article_everyday (one everyday name of the article
+#: type from :func:`fashionclip.data.everyday.everyday_article_names`, "Jackets" -> coat, parka;
+#: the words search understands), baseColour, colour (lower case), tone ("dark" / "light" from the colour's CIE L*, empty
 #: for mid tones: :func:`fashionclip.data.colours.colour_tone`), season, usage, year. Templates
 #: whose fields are empty for an item are not drawn.
 DEFAULT_KAGL_TEMPLATES: tuple[str, ...] = (
@@ -135,7 +138,7 @@ def template_field(template: str) -> str:
 
 
 #: Template fields filled from a word list per article type (one caption per word).
-WORD_LIST_FIELDS = ("article_synonym", "article_broader")
+WORD_LIST_FIELDS = ("article_synonym", "article_broader", "article_everyday")
 
 #: Attribute values that mean "unknown" and make a template unusable for an item.
 MISSING_VALUES = frozenset({"", "na", "nan", "none", "null"})
@@ -284,7 +287,8 @@ class TemplateCaptionBuilder:
     case), ``colour`` (``baseColour`` in lower case), ``tone`` (``"dark"``/``"light"``/empty,
     :func:`~fashionclip.data.colours.colour_tone` of ``baseColour``), ``article_synonym`` (one of
     ``article_synonyms[articleType]``: drawn uniformly when sampling, each one a candidate) and
-    ``article_broader`` (the same, from ``article_broader[articleType]``). A
+    ``article_broader`` (the same, from ``article_broader[articleType]``) and
+    ``article_everyday`` (the same, from ``article_everyday[articleType]``). A
     template is skipped for a record when one of its fields is missing; a record with no usable
     template is an error (``ValueError``).
     """
@@ -298,6 +302,7 @@ class TemplateCaptionBuilder:
         aliases: Mapping[str, str] | None = None,
         article_synonyms: Mapping[str, Sequence[str]] | None = None,
         article_broader: Mapping[str, Sequence[str]] | None = None,
+        article_everyday: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if not templates:
             raise FashionCLIPError("a template caption builder needs at least one template")
@@ -315,6 +320,7 @@ class TemplateCaptionBuilder:
         self.aliases = dict(aliases or {})
         self.article_synonyms = {k: list(v) for k, v in (article_synonyms or {}).items() if v}
         self.article_broader = {k: list(v) for k, v in (article_broader or {}).items() if v}
+        self.article_everyday = {k: list(v) for k, v in (article_everyday or {}).items() if v}
         self._fields = []
         for template in [*self.templates, eval_template]:
             names = template_fields(template, "caption")
@@ -342,12 +348,13 @@ class TemplateCaptionBuilder:
 
     def _fill(self, template_index: int, values: Mapping[str, str]) -> list[str]:
         """Every caption one template gives the record (several when it uses a word list:
-        article_synonym or article_broader; a template uses at most one of them)."""
+        article_synonym, article_broader or article_everyday; at most one of them)."""
         names = self._fields[template_index]
         kind = values.get("articleType", "")
         lists = {
             "article_synonym": self.article_synonyms.get(kind, []),
             "article_broader": self.article_broader.get(kind, []),
+            "article_everyday": self.article_everyday.get(kind, []),
         }
         if any(not (lists[n] if n in lists else values.get(n)) for n in names):
             return []
@@ -410,7 +417,8 @@ def kagl_caption_builder(
 
     ``article_synonyms`` is the table behind ``{article_synonym}`` and ``{article_broader}``
     (its ``aliases`` and ``broader`` words): the packaged WordNet table, a JSON file of your
-    own, or None (templates using the fields are then never drawn).
+    own, or None (templates using the fields are then never drawn). ``{article_everyday}`` is
+    always the search's everyday names (:mod:`fashionclip.data.everyday`).
     """
     if templates is None:
         templates = DEFAULT_KAGL_TEMPLATES
@@ -423,4 +431,5 @@ def kagl_caption_builder(
         aliases=KAGL_ALIASES,
         article_synonyms=aliases,
         article_broader=broader,
+        article_everyday=everyday_article_names(),
     )

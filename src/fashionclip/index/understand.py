@@ -35,68 +35,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from fashionclip.data.captions import singular_word
+from fashionclip.data.everyday import EVERYDAY_NAMES, SYNONYMS
 from fashionclip.index.text import WORD
 
-#: Everyday words -> (column, catalog values). Applied only where the catalog has that column
-#: and value. The one synonym table of the project's search.
-SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "lady": ("gender", ("Women",)),
-    "woman": ("gender", ("Women",)),
-    "female": ("gender", ("Women",)),
-    "her": ("gender", ("Women",)),
-    "man": ("gender", ("Men",)),
-    "male": ("gender", ("Men",)),
-    "gent": ("gender", ("Men",)),
-    "him": ("gender", ("Men",)),
-    "kid": ("gender", ("Boys", "Girls")),
-    "child": ("gender", ("Boys", "Girls")),
-    "children": ("gender", ("Boys", "Girls")),
-    "trainer": ("articleType", ("Sports Shoes",)),
-    "sneaker": ("articleType", ("Casual Shoes", "Sports Shoes")),
-    "running shoe": ("articleType", ("Sports Shoes",)),
-    "tee": ("articleType", ("Tshirts",)),
-    "t shirt": ("articleType", ("Tshirts",)),
-    "tshirt": ("articleType", ("Tshirts",)),
-    "polo": ("articleType", ("Tshirts",)),
-    "pant": ("articleType", ("Trousers",)),
-    "denim": ("articleType", ("Jeans",)),
-    "hoodie": ("articleType", ("Sweatshirts",)),
-    "jumper": ("articleType", ("Sweaters",)),
-    "cap": ("articleType", ("Caps",)),
-    "fragrance": ("articleType", ("Perfume and Body Mist", "Deodorant")),
-    "navy": ("baseColour", ("Navy Blue",)),
-    "gray": ("baseColour", ("Grey",)),
-    "golden": ("baseColour", ("Gold",)),
-    "violet": ("baseColour", ("Purple",)),
-    "office": ("usage", ("Formal",)),
-    "party": ("usage", ("Party",)),
-}
-#: Everyday names of outerwear, shoes and bags that catalogs file under other words ("coat" ->
-#: Jackets, "pumps" -> Heels, "loafers" -> Casual Shoes): neither the model nor BM25 knew them
-#: ("winter coat" found earrings of the Winter season). Understood when written exactly, like
-#: the WordNet names, never as a correction target: brand names sit an edit or two away
-#: ("Parina", "Tarika" -> parka, "cont" -> coat, "Roggers" -> jogger).
-EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "coat": ("articleType", ("Jackets",)),
-    "overcoat": ("articleType", ("Jackets",)),
-    "topcoat": ("articleType", ("Jackets",)),
-    "parka": ("articleType", ("Jackets",)),
-    "anorak": ("articleType", ("Jackets", "Rain Jacket")),
-    "windcheater": ("articleType", ("Jackets", "Rain Jacket")),
-    "windbreaker": ("articleType", ("Jackets", "Rain Jacket")),
-    "bomber": ("articleType", ("Jackets",)),
-    "puffer": ("articleType", ("Jackets",)),
-    "raincoat": ("articleType", ("Rain Jacket", "Jackets")),
-    "loafer": ("articleType", ("Casual Shoes", "Formal Shoes")),
-    "moccasin": ("articleType", ("Casual Shoes",)),
-    "brogue": ("articleType", ("Formal Shoes",)),
-    "pump": ("articleType", ("Heels",)),
-    "stiletto": ("articleType", ("Heels",)),
-    "jogger": ("articleType", ("Track Pants", "Lounge Pants")),
-    "sweatpant": ("articleType", ("Track Pants", "Lounge Pants")),
-    "tote": ("articleType", ("Handbags",)),
-    "satchel": ("articleType", ("Handbags", "Messenger Bag")),
-}
 #: WordNet names that are also everyday words or brand names in catalogs ("turtle", "band").
 _NOISY_ALIASES = frozenset(
     [

@@ -1,0 +1,78 @@
+"""Everyday words of shoppers for what catalogs file under their own names: one place for both
+query understanding (:mod:`fashionclip.index.understand`) and training captions
+(``{article_everyday}``, :mod:`fashionclip.data.captions`).
+"""
+
+from __future__ import annotations
+
+#: Everyday words -> (column, catalog values). Applied only where the catalog has that column
+#: and value; words of 4+ letters are also targets of misspelling correction in search.
+SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lady": ("gender", ("Women",)),
+    "woman": ("gender", ("Women",)),
+    "female": ("gender", ("Women",)),
+    "her": ("gender", ("Women",)),
+    "man": ("gender", ("Men",)),
+    "male": ("gender", ("Men",)),
+    "gent": ("gender", ("Men",)),
+    "him": ("gender", ("Men",)),
+    "kid": ("gender", ("Boys", "Girls")),
+    "child": ("gender", ("Boys", "Girls")),
+    "children": ("gender", ("Boys", "Girls")),
+    "trainer": ("articleType", ("Sports Shoes",)),
+    "sneaker": ("articleType", ("Casual Shoes", "Sports Shoes")),
+    "running shoe": ("articleType", ("Sports Shoes",)),
+    "tee": ("articleType", ("Tshirts",)),
+    "t shirt": ("articleType", ("Tshirts",)),
+    "tshirt": ("articleType", ("Tshirts",)),
+    "polo": ("articleType", ("Tshirts",)),
+    "pant": ("articleType", ("Trousers",)),
+    "denim": ("articleType", ("Jeans",)),
+    "hoodie": ("articleType", ("Sweatshirts",)),
+    "jumper": ("articleType", ("Sweaters",)),
+    "cap": ("articleType", ("Caps",)),
+    "fragrance": ("articleType", ("Perfume and Body Mist", "Deodorant")),
+    "navy": ("baseColour", ("Navy Blue",)),
+    "gray": ("baseColour", ("Grey",)),
+    "golden": ("baseColour", ("Gold",)),
+    "violet": ("baseColour", ("Purple",)),
+    "office": ("usage", ("Formal",)),
+    "party": ("usage", ("Party",)),
+}
+#: Everyday names of outerwear, shoes and bags that catalogs file under other words ("coat" ->
+#: Jackets, "pumps" -> Heels, "loafers" -> Casual Shoes): neither the model nor BM25 knew them
+#: ("winter coat" found earrings of the Winter season). Understood when written exactly, like
+#: the WordNet names, never as a correction target: brand names sit an edit or two away
+#: ("Parina", "Tarika" -> parka, "cont" -> coat, "Roggers" -> jogger).
+EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "coat": ("articleType", ("Jackets",)),
+    "overcoat": ("articleType", ("Jackets",)),
+    "topcoat": ("articleType", ("Jackets",)),
+    "parka": ("articleType", ("Jackets",)),
+    "anorak": ("articleType", ("Jackets", "Rain Jacket")),
+    "windcheater": ("articleType", ("Jackets", "Rain Jacket")),
+    "windbreaker": ("articleType", ("Jackets", "Rain Jacket")),
+    "bomber": ("articleType", ("Jackets",)),
+    "puffer": ("articleType", ("Jackets",)),
+    "raincoat": ("articleType", ("Rain Jacket", "Jackets")),
+    "loafer": ("articleType", ("Casual Shoes", "Formal Shoes")),
+    "moccasin": ("articleType", ("Casual Shoes",)),
+    "brogue": ("articleType", ("Formal Shoes",)),
+    "pump": ("articleType", ("Heels",)),
+    "stiletto": ("articleType", ("Heels",)),
+    "jogger": ("articleType", ("Track Pants", "Lounge Pants")),
+    "sweatpant": ("articleType", ("Track Pants", "Lounge Pants")),
+    "tote": ("articleType", ("Handbags",)),
+    "satchel": ("articleType", ("Handbags", "Messenger Bag")),
+}
+
+
+def everyday_article_names(column: str = "articleType") -> dict[str, list[str]]:
+    """Catalog value of ``column`` -> its everyday names (both tables, in their order):
+    ``{"Jackets": ["coat", "overcoat", ...], "Sports Shoes": ["trainer", "sneaker", ...]}``."""
+    names: dict[str, list[str]] = {}
+    for word, (col, values) in [*SYNONYMS.items(), *EVERYDAY_NAMES.items()]:
+        if col == column:
+            for value in values:
+                names.setdefault(value, []).append(word)
+    return names
