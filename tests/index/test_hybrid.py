@@ -10,6 +10,7 @@ import pytest
 
 from fashionclip.errors import InvalidQueryError
 from fashionclip.index import Catalog, Query
+from fashionclip.index.hybrid import relax
 from fashionclip.index.store import Store
 from fashionclip.index.text import META_KEY, TextIndex, match_expression
 from fashionclip.index.understand import Vocabulary
@@ -263,4 +264,34 @@ def test_a_word_of_the_catalogs_own_text_is_never_read_as_a_misspelling(tmp_path
         ["s2"], _vectors(1, 5), [{"articleType": "Tops", "productDisplayName": "Sarre Top"}]
     )
     assert cat.search("sarre", k=3).understood == {}  # now a word of the catalog
+    cat.close()
+
+
+def test_relax_keeps_the_rarest_columns_some_products_share():
+    jackets = np.array([1, 1, 1, 0, 0, 0, 0, 0], bool)
+    black = np.array([1, 0, 0, 1, 1, 1, 0, 0], bool)
+    winter = np.array([0, 0, 0, 1, 1, 1, 1, 1], bool)
+    both = {"articleType": jackets, "baseColour": black}
+    assert relax(both) is both  # some product carries every value: unchanged
+    # no black winter jacket: Black + Jackets (rarer) is kept, not Black + Winter
+    assert list(relax({"baseColour": black, "season": winter, "articleType": jackets})) == [
+        "baseColour",
+        "articleType",
+    ]
+    assert list(relax({"season": winter, "articleType": jackets})) == ["articleType"]
+
+
+def test_a_query_whose_values_no_product_shares_ranks_by_the_telling_ones(tmp_path):
+    # Session 13: "winter coat" on KAGL (no jacket of the Winter season) boosted the season as
+    # much as the article type, and Winter sunglasses and earrings led
+    cat = Catalog.create(tmp_path / "coats", _TextModel.identity)
+    cat.attach_model(_TextModel())
+    kinds = [("Jackets", "Fall", "Roadster Jacket")] * 4
+    kinds += [("Sunglasses", "Winter", "Winter Shades")] * 6
+    kinds += [("Shirts", "Summer", "Cotton Shirt")] * 110
+    meta = [{"articleType": a, "season": s, "productDisplayName": n} for a, s, n in kinds]
+    cat.add_embeddings([f"p{i}" for i in range(len(meta))], _vectors(len(meta), 3), meta)
+    hits = cat.search("winter coat", k=4)
+    assert hits.understood == {"season": "Winter", "articleType": "Jackets"}
+    assert [h.metadata["articleType"] for h in hits] == ["Jackets"] * 4
     cat.close()

@@ -20,6 +20,7 @@ that matches none of them still ranks when its vector or its words are close. Th
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -202,7 +203,7 @@ class HybridSearch:
         lists: list[tuple[float, np.ndarray, np.ndarray]] = [(w.vector, *vector)]
         if pending is not None:
             lists.append((w.keyword, *pending.result()))
-        matches = self.column_matches(snap, understood)
+        matches = relax(self.column_matches(snap, understood))
         need = column_needs(matches, vector[0], w.adaptive)
         masks: list[tuple[float, np.ndarray]] = []
         if matches and w.attributes > 0:
@@ -257,6 +258,28 @@ class HybridSearch:
 
     def _read(self, column: str) -> tuple[np.ndarray, list[Any]]:
         return self._store.column_values(column)
+
+
+def relax(matches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The understood columns some product carries all together. When none carries every one
+    ("black winter coat" on a catalog without winter jackets), the largest set of columns that
+    some products share is kept, the one with the rarest values among sets of that size (the
+    most telling words, as BM25's idf: Black and Jackets, not Black and Winter). A dropped
+    column is neither ranked nor boosted; its words are still searched by BM25."""
+    if len(matches) < 2 or np.logical_and.reduce(list(matches.values())).any():
+        return matches
+    n = len(next(iter(matches.values())))
+    idf = {c: float(np.log((n + 1) / (int(m.sum()) + 1))) for c, m in matches.items()}
+    for size in range(len(matches) - 1, 0, -1):
+        shared = [
+            combo
+            for combo in itertools.combinations(matches, size)
+            if np.logical_and.reduce([matches[c] for c in combo]).any()
+        ]
+        if shared:
+            best = max(shared, key=lambda combo: (sum(idf[c] for c in combo), combo))
+            return {c: matches[c] for c in best}
+    return {}
 
 
 def column_needs(
