@@ -142,3 +142,29 @@ def test_function_words_are_never_corrected_into_catalog_values():
         assert vocab.understand(word) == {}, word
     assert {"what", "that", "than", "during", "with", "from"} <= english_words()
     assert vocab.understand("rign") == {"articleType": ["Ring"]}  # misspellings still are
+
+
+def test_short_tight_and_brief_are_adjectives_not_garments():
+    # Session 13: "shorts" was put in the singular like any plural, so the adjective "short"
+    # read as Shorts: "short kurta" boosted shorts
+    vocab = Vocabulary.build(
+        {
+            "articleType": [
+                "Shorts",
+                "Lounge Shorts",
+                "Tights",
+                "Briefs",
+                "Kurtas",
+                "Jeans",
+                "Shirts",
+            ]
+        }
+    )
+    assert vocab.understand("short kurta") == {"articleType": ["Kurtas"]}
+    assert vocab.understand("short sleeve shirt") == {"articleType": ["Shirts"]}
+    assert vocab.understand("tight jeans") == {"articleType": ["Jeans"]}
+    assert vocab.understand("brief") == {}
+    assert vocab.understand("shorts") == {"articleType": ["Shorts"]}
+    assert vocab.understand("men's lounge shorts") == {"articleType": ["Lounge Shorts"]}
+    assert vocab.understand("tights") == {"articleType": ["Tights"]}
+    assert vocab.understand("shrots") == {"articleType": ["Shorts"]}  # still a misspelling

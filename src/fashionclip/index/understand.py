@@ -77,10 +77,15 @@ Phrase = tuple[str, ...]
 Understood = dict[str, list[str]]
 
 
+#: Garments named only in the plural whose singular is an everyday adjective: kept plural, so
+#: that "short kurta", "short sleeve shirt" and "tight jeans" read no Shorts or Tights.
+PLURAL_ONLY = frozenset(["shorts", "tights", "briefs"])
+
+
 def normalise_words(text: str) -> list[str]:
-    """Lower-case singular words of ``text``, possessives dropped."""
+    """Lower-case singular words of ``text`` (but :data:`PLURAL_ONLY`), possessives dropped."""
     plain = _POSSESSIVE.sub("", text.lower())
-    return [singular_word(w) for w in WORD.findall(plain)]
+    return [w if w in PLURAL_ONLY else singular_word(w) for w in WORD.findall(plain)]
 
 
 def _phrase(text: str) -> Phrase:
@@ -117,6 +122,9 @@ class Vocabulary:
     joined: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     #: Joined forms a misspelling may be corrected to: catalog values and SYNONYMS only.
     correctable: set[str] = field(default_factory=set)
+    #: Forms only a misspelling is corrected to: the singular of a :data:`PLURAL_ONLY` value
+    #: ("shrot" -> "short" -> Shorts), which written correctly is an adjective.
+    misspelt: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     #: Deletion neighbourhoods of the correctable forms (built on first use; see _fuzzy).
     _near: dict[str, set[str]] | None = field(default=None, repr=False)
     longest: int = 1
@@ -137,7 +145,11 @@ class Vocabulary:
             vocab._add(_phrase(value), [(column, value)], primary=True)
         for word, (column, wanted) in SYNONYMS.items():
             vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
-        vocab.correctable = set(vocab.joined)
+        for key, pairs in list(vocab.joined.items()):
+            for plural in PLURAL_ONLY:
+                if key.endswith(plural):
+                    vocab.misspelt.setdefault(key[: -len(plural)] + plural[:-1], pairs)
+        vocab.correctable = set(vocab.joined) | set(vocab.misspelt)
         for word, (column, wanted) in EVERYDAY_NAMES.items():
             vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
         by_value = {v: c for c, v in present}
@@ -202,7 +214,7 @@ class Vocabulary:
                 # equally few edits ("sandle": sandal, bangle): the more similar form wins
                 rank = (d, -difflib.SequenceMatcher(None, word, key).ratio(), key)
                 best = rank if best is None or rank < best else best
-        return self.joined[best[2]] if best else None
+        return (self.joined.get(best[2]) or self.misspelt[best[2]]) if best else None
 
     def near(self, word: str, limit: int) -> set[str]:
         """Correctable forms that may be within ``limit`` edits of ``word``: those sharing a
