@@ -168,3 +168,26 @@ def test_short_tight_and_brief_are_adjectives_not_garments():
     assert vocab.understand("men's lounge shorts") == {"articleType": ["Lounge Shorts"]}
     assert vocab.understand("tights") == {"articleType": ["Tights"]}
     assert vocab.understand("shrots") == {"articleType": ["Shorts"]}  # still a misspelling
+
+
+def test_a_value_naming_two_kinds_is_understood_from_either():
+    # Session 13: "gold necklace" read Gold only: no value was "necklace", only "Necklace and
+    # Chains", so the colour's boost pulled gold watches and earrings
+    vocab = Vocabulary.build(
+        {
+            "articleType": ["Necklace and Chains", "Ties", "Ties and Cufflinks", "Watches"],
+            "baseColour": ["Gold"],
+            "gender": ["Men"],
+        }
+    )
+    assert vocab.understand("gold necklace") == {
+        "baseColour": ["Gold"],
+        "articleType": ["Necklace and Chains"],
+    }
+    assert vocab.understand("chain for men") == {
+        "articleType": ["Necklace and Chains"],
+        "gender": ["Men"],
+    }
+    # a part that is a value itself keeps meaning that value
+    assert vocab.understand("ties") == {"articleType": ["Ties"]}
+    assert vocab.understand("ties and cufflinks") == {"articleType": ["Ties and Cufflinks"]}

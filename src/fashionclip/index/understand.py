@@ -71,6 +71,8 @@ MIN_FUZZY_LETTERS = 4
 #: Words of this many letters or more may be two edits from the form they misspell (Lucene's
 #: "AUTO" fuzziness: one edit for short words, two for long ones).
 TWO_EDIT_LETTERS = 6
+#: A value naming two kinds ("Necklace and Chains") is also understood from either one.
+_AND = re.compile(r"\s+(?:and|&)\s+", re.IGNORECASE)
 _POSSESSIVE = re.compile(r"(?<=\w)['’`]s?\b", re.UNICODE)
 
 Phrase = tuple[str, ...]
@@ -143,6 +145,9 @@ class Vocabulary:
         present = {(c, v) for v, c in finest.items()}
         for value, column in finest.items():
             vocab._add(_phrase(value), [(column, value)], primary=True)
+        for value, column in finest.items():  # "Necklace and Chains": "necklace", "chains"
+            for part in _AND.split(value) if _AND.search(value) else ():
+                vocab._add(_phrase(part), [(column, value)])
         for word, (column, wanted) in SYNONYMS.items():
             vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
         for key, pairs in list(vocab.joined.items()):
