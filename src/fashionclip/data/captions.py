@@ -318,9 +318,12 @@ class TemplateCaptionBuilder:
         )
         self.eval_template = eval_template
         self.aliases = dict(aliases or {})
-        self.article_synonyms = {k: list(v) for k, v in (article_synonyms or {}).items() if v}
-        self.article_broader = {k: list(v) for k, v in (article_broader or {}).items() if v}
-        self.article_everyday = {k: list(v) for k, v in (article_everyday or {}).items() if v}
+        tables = (article_synonyms, article_broader, article_everyday)
+        #: Word-list field -> article type -> its words (the order of WORD_LIST_FIELDS).
+        self.word_lists = {
+            field: {k: list(v) for k, v in (table or {}).items() if v}
+            for field, table in zip(WORD_LIST_FIELDS, tables, strict=True)
+        }
         self._fields = []
         for template in [*self.templates, eval_template]:
             names = template_fields(template, "caption")
@@ -351,11 +354,7 @@ class TemplateCaptionBuilder:
         article_synonym, article_broader or article_everyday; at most one of them)."""
         names = self._fields[template_index]
         kind = values.get("articleType", "")
-        lists = {
-            "article_synonym": self.article_synonyms.get(kind, []),
-            "article_broader": self.article_broader.get(kind, []),
-            "article_everyday": self.article_everyday.get(kind, []),
-        }
+        lists = {field: words.get(kind, []) for field, words in self.word_lists.items()}
         if any(not (lists[n] if n in lists else values.get(n)) for n in names):
             return []
         template = (
