@@ -68,6 +68,14 @@ def test_text_index_command(catalog: str, capsys: pytest.CaptureFixture[str]) ->
     assert main(["text-index", "--catalog", catalog, "--field", "x=heavy"]) == 2
 
 
+def test_set_aside_columns_are_reported(catalog: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # no product is a Men's dress: the gender is understood but set aside, and said so
+    code, out, err = _search(capsys, "--catalog", catalog, "--top-k", "2", "men's green dress")
+    assert code == 0 and "set aside (no product carries it with the rest): gender" in err
+    code, out, err = _search(capsys, "--catalog", catalog, "--top-k", "2", "women's green dress")
+    assert code == 0 and "set aside" not in err
+
+
 def test_ignore_understood(catalog: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _search(
         capsys, "--catalog", catalog, "--top-k", "4", "--ignore-understood", "gender",

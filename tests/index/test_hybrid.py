@@ -294,4 +294,8 @@ def test_a_query_whose_values_no_product_shares_ranks_by_the_telling_ones(tmp_pa
     hits = cat.search("winter coat", k=4)
     assert hits.understood == {"season": "Winter", "articleType": "Jackets"}
     assert [h.metadata["articleType"] for h in hits] == ["Jackets"] * 4
+    # Session 14: the page showed "Winter" as a chip in use; it is reported as set aside
+    assert hits.set_aside == ["season"]
+    assert cat.search("fall coat", k=4).set_aside == []  # Fall jackets exist: both used
+    assert cat.search("winter coat", k=4, mode="vector").set_aside == []  # hybrid only
     cat.close()

@@ -136,6 +136,30 @@ def test_mode_switch_and_removable_chips(site: tuple[str, list], browser_page: o
     assert page.locator("#understood .chip.removed").count() == 0
 
 
+def test_a_set_aside_chip_is_shown_apart(site: tuple[str, list], browser_page: object) -> None:
+    # The only green dress (p015) is Women's: "men green dress" uses Green and Dress, and the
+    # page shows Men as set aside ("words only"), not as a chip the results match
+    base, _ = site
+    page = browser_page
+    searches = Searches(page)
+    page.goto(base + "/?q=men%20green%20dress")
+    page.wait_for_selector("#understood .chip.aside[data-column='gender']")
+    aside = page.locator("#understood .chip.aside")
+    assert aside.count() == 1 and "words only" in aside.inner_text()
+    assert "No product is Men together" in (aside.get_attribute("title") or "")
+    used = page.locator("#understood .chip:not(.aside)")
+    assert sorted(used.evaluate_all("(cs) => cs.map((c) => c.dataset.column)")) == [
+        "articleType",
+        "baseColour",
+    ]
+    # removing it works like any chip
+    with searched(page):
+        aside.click()
+    assert searches.last()[1]["ignore_understood"] == ["gender"]
+    page.wait_for_selector("#understood .chip.removed[data-column='gender']")
+    assert page.locator("#understood .chip.aside").count() == 0
+
+
 def test_like_this_but_from_a_product(site: tuple[str, list], browser_page: object) -> None:
     base, _ = site
     page = browser_page

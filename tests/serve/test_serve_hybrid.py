@@ -85,6 +85,19 @@ def test_composed_image_with_text(client):
     assert body["results"]["results"][0]["metadata"]["baseColour"] == "White"
 
 
+def test_columns_no_product_carries_together_are_set_aside(client):
+    # Red products are all Men's (i % 4 == 0): "ladies red dress" uses Red and Dresses, and
+    # reports Women as set aside instead of showing it as a chip in use
+    body = client.post("/api/search/text", json={"query": "ladies red dress", "k": 5}).json()
+    assert body["understood"] == {"gender": "Women", "baseColour": "Red", "articleType": "Dresses"}
+    assert body["set_aside"] == ["gender"] and body["results"]["set_aside"] == ["gender"]
+    assert {h["metadata"]["baseColour"] for h in body["results"]["results"][:2]} == {"Red"}
+    body = client.post("/api/search/text", json={"query": "red dress", "k": 5}).json()
+    assert body["set_aside"] == []
+    vector = {"query": "ladies red dress", "k": 5, "mode": "vector"}
+    assert client.post("/api/search/text", json=vector).json()["set_aside"] == []
+
+
 def test_ignored_understood_column_drops_its_boost_and_is_never_a_filter(client):
     """A removed chip: the column is neither boosted nor filtered (other colours rank)."""
     text = {"query": "red dress", "k": 24, "mode": "hybrid"}

@@ -256,6 +256,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
             print("no results", file=sys.stderr)
         if getattr(results, "understood", None):
             print(f"understood: {json.dumps(results.understood)}", file=sys.stderr)
+        if getattr(results, "set_aside", None):
+            print(
+                f"set aside (no product carries it with the rest): {', '.join(results.set_aside)}",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -536,11 +536,11 @@ class Catalog:
             index = index or self._exact
             return index.search(snap, q, n, allowed, exclude)
 
-        positions, scores, understood = ranking(
-            self.hybrid, snap, query, vector_search, candidates, exclude
+        ranked = ranking(self.hybrid, snap, query, vector_search, candidates, exclude)
+        found = self._results(snap, ranked.positions, ranked.scores)
+        return SearchResults(
+            found, mode=str(query.mode), understood=ranked.chips, set_aside=ranked.set_aside
         )
-        found = self._results(snap, positions, scores)
-        return SearchResults(found, mode=str(query.mode), understood=understood)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -181,9 +181,9 @@ class HybridSearch:
         candidates: np.ndarray | None,
         exclude: int | None = None,
         ignore: Collection[str] = (),
-    ) -> tuple[np.ndarray, np.ndarray, Understood]:
-        """The fused top ``k``: ``(positions, fused scores, understood)``; the understood
-        columns in ``ignore`` are left out (no attribute list, no boost; never a filter)."""
+    ) -> Ranked:
+        """The fused top ``k``; the understood columns in ``ignore`` are left out (no
+        attribute list, no boost; never a filter)."""
         w = self.weights
         n = max(w.depth, k)
         understood = self.understand(snap, text, ignore)
@@ -221,7 +221,8 @@ class HybridSearch:
             gain = sum(need[c] * m[positions] for c, m in matches.items()) / total
             fused = fused + w.boost * unit * gain
         order = np.lexsort((positions, -fused))[:k]
-        return positions[order], fused[order].astype(np.float32), understood
+        set_aside = tuple(c for c in understood if c not in matches)
+        return Ranked(positions[order], fused[order].astype(np.float32), understood, set_aside)
 
     def _restricted(
         self,
@@ -258,6 +259,24 @@ class HybridSearch:
 
     def _read(self, column: str) -> tuple[np.ndarray, list[Any]]:
         return self._store.column_values(column)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """What a search mode returns: catalog positions and scores, best first, the understood
+    query, and ``set_aside``: understood columns hybrid search did not use because no product
+    carries their values together with the others' (:func:`relax`; "winter" in "winter coat"
+    on a catalog without winter jackets). People are shown those apart from the chips in use."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+    understood: Understood
+    set_aside: tuple[str, ...] = ()
+
+    @property
+    def chips(self) -> dict[str, str | list[str]]:
+        """The understood query as shown to people (:func:`understand.chips`)."""
+        return chips(self.understood)
 
 
 def relax(matches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -348,19 +367,16 @@ def ranking(
     vector_search: VectorSearch,
     candidates: np.ndarray | None,
     exclude: int | None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, str | list[str]]]:
-    """Positions and scores of ``query`` in its mode, and the understood query as chips."""
+) -> Ranked:
+    """Positions and scores of ``query`` in its mode, with the understood query."""
     k = int(query.k or 0)
     text = query.text
     ignore = tuple(query.ignore_understood or ())
     if query.mode == "hybrid" and text is not None:
-        positions, scores, understood = hybrid.search(
-            snap, text, k, vector_search, candidates, exclude, ignore
-        )
-        return positions, scores, chips(understood)
+        return hybrid.search(snap, text, k, vector_search, candidates, exclude, ignore)
     understood = hybrid.understand(snap, text, ignore) if text is not None else {}
     if query.mode == "keyword" and text is not None:
         positions, scores = hybrid.keyword(snap, text, k, candidates, exclude)
     else:
         positions, scores = vector_search(k, candidates)
-    return positions, scores, chips(understood)
+    return Ranked(positions, scores, understood)

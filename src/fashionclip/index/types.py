@@ -77,8 +77,11 @@ class SearchResults(list[SearchResult]):
     ``mode``: the search mode used ("vector", "keyword" or "hybrid"). ``understood``: the
     catalog values recognised in the query text, e.g. ``{"baseColour": "Red", "articleType":
     "Dresses"}`` (a list when several values of a column were recognised); used as soft
-    boosts by hybrid search and meant to be shown as removable chips. In hybrid and keyword
-    modes ``score`` is the fused or BM25 score, not a cosine similarity.
+    boosts by hybrid search and meant to be shown as removable chips. ``set_aside``: the
+    understood columns hybrid search did not use, because no product carries their values
+    together with the others' ("winter coat" where no jacket is of the Winter season); their
+    words still count as keywords. In hybrid and keyword modes ``score`` is the fused or BM25
+    score, not a cosine similarity.
     """
 
     def __init__(
@@ -87,10 +90,12 @@ class SearchResults(list[SearchResult]):
         *,
         mode: str = "vector",
         understood: Mapping[str, str | list[str]] | None = None,
+        set_aside: Iterable[str] = (),
     ) -> None:
         super().__init__(hits)
         self.mode = mode
         self.understood: dict[str, str | list[str]] = dict(understood or {})
+        self.set_aside: list[str] = list(set_aside)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ class ResultList:
     error: str | None = None
     mode: str | None = None
     understood: dict[str, Any] = field(default_factory=dict)
+    set_aside: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class ResultList:
             "error": self.error,
             "mode": self.mode,
             "understood": self.understood,
+            "set_aside": self.set_aside,
         }
 
 
@@ -94,6 +96,7 @@ class SearchResponse:
             "took_ms": round(self.took_ms, 3),
             "mode": self.results.mode,
             "understood": self.results.understood,
+            "set_aside": self.results.set_aside,
         }
 
 

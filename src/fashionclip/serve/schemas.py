@@ -74,6 +74,11 @@ class ResultListOut(BaseModel):
         default_factory=dict,
         description='Catalog values recognised in the query text, e.g. {"baseColour": "Red"}.',
     )
+    set_aside: list[str] = Field(
+        default_factory=list,
+        description="Understood columns hybrid search did not use: no product carries their "
+        "values together with the others' (their words still count as keywords).",
+    )
 
 
 class SearchOut(BaseModel):
@@ -87,6 +92,11 @@ class SearchOut(BaseModel):
     mode: str | None = Field(None, description="The search mode used (catalog side).")
     understood: dict[str, Any] = Field(
         default_factory=dict, description="Catalog values recognised in the query text."
+    )
+    set_aside: list[str] = Field(
+        default_factory=list,
+        description="Understood columns hybrid search did not use: no product carries their "
+        "values together with the others' (their words still count as keywords).",
     )
 
 

@@ -485,8 +485,9 @@ class SearchService:
         times = Timing(1000 * timing["queue"], 1000 * timing["encode"], 1000 * searched)
         mode = getattr(found, "mode", query.mode)
         understood = dict(getattr(found, "understood", {}))
+        set_aside = list(getattr(found, "set_aside", []))
         return ResultList(
-            side.name, side.model.name, self._hits(found), times, None, mode, understood
+            side.name, side.model.name, self._hits(found), times, None, mode, understood, set_aside
         )
 
     def _like_side(self, side: _Side, query: Query) -> ResultList:

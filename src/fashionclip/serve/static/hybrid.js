@@ -83,14 +83,23 @@
     return "i:" + state.fileUrl + "|" + ui.words;
   }
 
-  function chip(column, values, removed) {
+  // aside: understood, but set aside by the search (no product carries it with the rest of
+  // the query, e.g. "winter" in "winter coat" where no coat is of the Winter season): shown
+  // apart, so that nobody reads the results as matching it.
+  function chip(column, values, removed, aside) {
     const name = values.join("/");
     const what = (typeof columnLabel === "function" ? columnLabel(column) : column) + " " + name;
+    const title = removed
+      ? "Use " + what + " again"
+      : aside
+        ? "No product is " + name + " together with the rest of the query: " + what +
+          " was searched as a word only. Click to leave it out."
+        : "Search without using " + what + " (not a filter)";
     const node = make("button", {
-      type: "button", class: "chip link" + (removed ? " removed" : ""), "data-column": column,
-      title: removed ? "Use " + what + " again" : "Search without using " + what + " (not a filter)",
-      "aria-label": (removed ? "Use again: " : "Remove: ") + what,
-    }, removed ? name : name + " \u00d7");
+      type: "button", class: "chip link" + (removed ? " removed" : "") + (aside ? " aside" : ""),
+      "data-column": column, title,
+      "aria-label": (removed ? "Use again: " : "Remove: ") + what + (aside ? " (words only)" : ""),
+    }, removed ? name : name + (aside ? " \u00b7 words only" : "") + " \u00d7");
     node.addEventListener("click", () => {
       if (removed) ui.ignored.delete(column);
       else ui.ignored.set(column, values);
@@ -101,7 +110,7 @@
 
   // The chips go at the end of the status line that app.js has just written, so that they
   // take no extra row above the results (a phone shows the first results on screen one).
-  function chips(understood) {
+  function chips(understood, setAside) {
     const status = document.getElementById("status");
     if (!status) return;
     const old = document.getElementById("understood");
@@ -110,8 +119,10 @@
     if (!entries.length && !ui.ignored.size) return;
     const box = make("span", { id: "understood", class: "understood" });
     box.append(make("span", { class: "muted" }, " \u00b7 understood: "));
+    const aside = new Set(setAside || []);
     for (const [column, value] of entries) {
-      box.append(chip(column, Array.isArray(value) ? value : [value], false), " ");
+      const values = Array.isArray(value) ? value : [value];
+      box.append(chip(column, values, false, aside.has(column)), " ");
     }
     for (const [column, values] of ui.ignored) box.append(chip(column, values, true), " ");
     status.append(box);
@@ -152,7 +163,7 @@
       return extra;
     },
     show(data) {
-      chips(data && data.understood);
+      chips(data && data.understood, data && data.set_aside);
       showWords(data);
       if (data && data.kind !== "like") ui.refine = "";
     },
