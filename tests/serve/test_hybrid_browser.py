@@ -83,6 +83,12 @@ def searched(page: object) -> object:
     return page.expect_response(lambda r: "/api/search/" in r.url)  # type: ignore[attr-defined]
 
 
+def chip_columns(page: object, which: str) -> list[str]:
+    """The columns of the understood chips matching ``which`` (a CSS suffix), sorted."""
+    chips = page.locator("#understood .chip" + which)  # type: ignore[attr-defined]
+    return sorted(chips.evaluate_all("(cs) => cs.map((c) => c.dataset.column)"))
+
+
 def test_mode_switch_and_removable_chips(site: tuple[str, list], browser_page: object) -> None:
     base, _ = site
     page = browser_page
@@ -91,11 +97,7 @@ def test_mode_switch_and_removable_chips(site: tuple[str, list], browser_page: o
     page.wait_for_selector("#understood .chip")
     path, body = searches.last()
     assert path == "text" and body["query"] == "red dress" and "mode" not in body
-    chips = page.locator("#understood .chip:not(.removed)")
-    assert sorted(chips.evaluate_all("(cs) => cs.map((c) => c.dataset.column)")) == [
-        "articleType",
-        "baseColour",
-    ]
+    assert chip_columns(page, ":not(.removed)") == ["articleType", "baseColour"]
 
     # the mode switch re-runs the search in the chosen mode
     with searched(page):
@@ -147,11 +149,7 @@ def test_a_set_aside_chip_is_shown_apart(site: tuple[str, list], browser_page: o
     aside = page.locator("#understood .chip.aside")
     assert aside.count() == 1 and "words only" in aside.inner_text()
     assert "No product is Men together" in (aside.get_attribute("title") or "")
-    used = page.locator("#understood .chip:not(.aside)")
-    assert sorted(used.evaluate_all("(cs) => cs.map((c) => c.dataset.column)")) == [
-        "articleType",
-        "baseColour",
-    ]
+    assert chip_columns(page, ":not(.aside)") == ["articleType", "baseColour"]
     # removing it works like any chip
     with searched(page):
         aside.click()
