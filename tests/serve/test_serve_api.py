@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 
@@ -239,6 +240,11 @@ def test_page_and_static_files(client):
     )  # no external (CDN) resources
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/style.css").status_code == 200
+    # every script and style sheet the page names is served (the page is split in files)
+    linked = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+    assert "/static/history.js" in linked and "/static/filters.js" in linked
+    for url in linked:
+        assert client.get(url).status_code == 200, url
 
 
 # -- compare catalog built next to the main one ------------------------------------------------

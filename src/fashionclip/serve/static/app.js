@@ -18,8 +18,6 @@ const state = {
   images: new Map(), // history key -> File of an image search (files cannot live in the URL)
 };
 
-// Facets with more values than this get a type-ahead box above their list.
-const LONG_FACET = 12;
 // Values asked per facet: all of them for any real catalog column (articleType has 116).
 const FACET_LIMIT = 1000;
 // Readable names of well-known columns; others are split from camelCase / snake_case.
@@ -393,71 +391,6 @@ function searchImage(file) {
   run();
 }
 
-// -- the URL and history ------------------------------------------------------------------------
-
-function urlOf() {
-  const params = new URLSearchParams();
-  if (state.mode === "text") params.set("q", state.text);
-  if (state.mode === "like") params.set("like", state.like.id);
-  for (const [column, value] of Object.entries(activeFilters())) params.set("f." + column, value);
-  if ($("k").value !== "24") params.set("k", $("k").value);
-  if (wantCompare()) params.set("compare", "1");
-  const query = params.toString();
-  return "/" + (query ? "?" + query : "");
-}
-
-function snapshot() {
-  const entry = { mode: state.mode, like: state.like, image: null };
-  if (state.mode === "image") {
-    entry.image = "img" + state.seq + "-" + Date.now();
-    state.images.set(entry.image, { file: state.file, url: state.fileUrl });
-  }
-  return entry;
-}
-
-// A new history entry for the search about to run (not when restoring one).
-function push() {
-  history.pushState(snapshot(), "", urlOf());
-}
-
-// Restore the search of a URL (and history entry); returns whether there is one to run.
-function restore(entry) {
-  const params = new URLSearchParams(location.search);
-  state.filters = {};
-  for (const [key, value] of params) {
-    if (key.startsWith("f.")) state.filters[key.slice(2)] = value;
-  }
-  for (const select of $("filter-list").querySelectorAll("select")) {
-    select.value = state.filters[select.dataset.column] || "";
-  }
-  updateFilterCount();
-  if (params.get("k")) $("k").value = params.get("k");
-  $("compare").checked = params.get("compare") === "1";
-  const image = entry && entry.image ? state.images.get(entry.image) : null;
-  if (params.get("q")) {
-    state.mode = "text";
-    state.text = params.get("q");
-    $("q").value = state.text;
-    showText();
-  } else if (params.get("like")) {
-    state.mode = "like";
-    const title = entry && entry.like && entry.like.id === params.get("like") ? entry.like.title : "";
-    state.like = { id: params.get("like"), title };
-    showLike();
-  } else if (image) {
-    state.mode = "image";
-    state.file = image.file;
-    state.fileUrl = image.url;
-    showImage();
-  } else {
-    state.mode = null;
-    $("q").value = "";
-    clearBanner();
-    showEmpty();
-  }
-  return Boolean(state.mode);
-}
-
 function showEmpty() {
   showError("");
   $("status").textContent = "";
@@ -504,74 +437,6 @@ async function classify(event) {
   } catch (err) {
     out.textContent = err.message;
   }
-}
-
-// -- filters ----------------------------------------------------------------------------------
-
-function buildFilters(facets) {
-  const list = $("filter-list");
-  list.replaceChildren();
-  const title = state.info ? state.info.title_column : null;
-  for (const facet of facets) {
-    if (facet.column === title || facet.values.length < 2) continue;
-    list.append(filterBox(facet));
-  }
-  if (!list.children.length) list.append(el("p", { class: "muted", text: "No columns to filter on." }));
-}
-
-// One filter: a select of the column's values (most frequent first) and, for long columns
-// such as articleType, a type-ahead box that narrows the list as you type.
-function filterBox(facet) {
-  const id = "filter-" + facet.column;
-  const label = columnLabel(facet.column);
-  const select = el("select", { id, name: facet.column, "data-column": facet.column });
-  select.append(el("option", { value: "", text: "Any" }));
-  for (const item of facet.values) {
-    select.append(el("option", { value: String(item.value), text: item.value + " (" + item.count + ")" }));
-  }
-  select.addEventListener("change", () => {
-    state.filters[facet.column] = select.value;
-    updateFilterCount();
-    if (state.mode) push();
-    else history.replaceState(snapshot(), "", urlOf());
-    run();
-  });
-  const box = el("div", { class: "filter" }, el("label", { htmlFor: id, text: label }));
-  if (facet.values.length > LONG_FACET) {
-    const find = el("input", {
-      id: id + "-find",
-      type: "search",
-      class: "facet-find",
-      placeholder: "Type to find (" + facet.values.length + (facet.truncated ? "+" : "") + ")",
-    });
-    find.setAttribute("aria-label", "Find a value of " + label);
-    find.setAttribute("aria-controls", id);
-    find.addEventListener("input", () => narrow(select, find.value));
-    find.addEventListener("keydown", (event) => {
-      if (event.key !== "Enter") return;
-      event.preventDefault();
-      const first = [...select.options].find((o) => o.value && !o.hidden);
-      if (first) {
-        select.value = first.value;
-        select.dispatchEvent(new Event("change"));
-      }
-    });
-    box.append(find);
-  }
-  box.append(select);
-  return box;
-}
-
-function narrow(select, text) {
-  const needle = text.trim().toLowerCase();
-  for (const option of select.options) {
-    option.hidden = Boolean(option.value) && !option.value.toLowerCase().includes(needle);
-  }
-}
-
-function updateFilterCount() {
-  const n = Object.keys(activeFilters()).length;
-  $("filter-count").textContent = n ? "(" + n + ")" : "";
 }
 
 // -- start ------------------------------------------------------------------------------------
