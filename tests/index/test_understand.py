@@ -170,6 +170,27 @@ def test_short_tight_and_brief_are_adjectives_not_garments():
     assert vocab.understand("shrots") == {"articleType": ["Shorts"]}  # still a misspelling
 
 
+def test_irregular_plurals_are_understood_in_the_singular():
+    # Session 14: the suffix rules put "Ties" as "ty" and "Scarves" as "scarve", so "tie",
+    # "silk tie", "scarf" and "bootie" were understood as nothing
+    vocab = Vocabulary.build(
+        {"articleType": ["Ties", "Scarves", "Booties", "Sweatshirts", "Sleeves"]}
+    )
+    for query, value in [
+        ("tie", "Ties"),
+        ("silk tie for men", "Ties"),
+        ("ties", "Ties"),
+        ("scarf", "Scarves"),
+        ("woollen scarves", "Scarves"),
+        ("bootie", "Booties"),
+        ("booties", "Booties"),
+        ("sleeve", "Sleeves"),  # the suffix rule where it is right
+    ]:
+        assert vocab.understand(query) == {"articleType": [value]}, query
+    for query in ("hoodie", "hoodies"):  # an everyday name of Sweatshirts, either number
+        assert vocab.understand(query) == {"articleType": ["Sweatshirts"]}, query
+
+
 def test_a_value_naming_two_kinds_is_understood_from_either():
     # Session 13: "gold necklace" read Gold only: no value was "necklace", only "Necklace and
     # Chains", so the colour's boost pulled gold watches and earrings

@@ -82,12 +82,30 @@ Understood = dict[str, list[str]]
 #: Garments named only in the plural whose singular is an everyday adjective: kept plural, so
 #: that "short kurta", "short sleeve shirt" and "tight jeans" read no Shorts or Tights.
 PLURAL_ONLY = frozenset(["shorts", "tights", "briefs"])
+#: Plurals the suffix rules of :func:`singular_word` get wrong: with them "Ties" read as "ty"
+#: and "Scarves" as "scarve", so "tie", "silk tie" and "scarf" were not understood. (Captions
+#: have their own table, ``captions._SINGULAR_EXCEPTIONS``; the suffix rules stay as they are
+#: for ``tools/build_article_synonyms.py``, whose committed output the shipped model learnt.)
+IRREGULAR_PLURALS = {
+    "ties": "tie",
+    "booties": "bootie",
+    "hoodies": "hoodie",
+    "beanies": "beanie",
+    "onesies": "onesie",
+    "scarves": "scarf",
+}
 
 
 def normalise_words(text: str) -> list[str]:
     """Lower-case singular words of ``text`` (but :data:`PLURAL_ONLY`), possessives dropped."""
     plain = _POSSESSIVE.sub("", text.lower())
-    return [w if w in PLURAL_ONLY else singular_word(w) for w in WORD.findall(plain)]
+    return [_singular(w) for w in WORD.findall(plain)]
+
+
+def _singular(word: str) -> str:
+    if word in PLURAL_ONLY:
+        return word
+    return IRREGULAR_PLURALS.get(word) or singular_word(word)
 
 
 def _phrase(text: str) -> Phrase:
