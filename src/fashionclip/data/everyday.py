@@ -39,11 +39,12 @@ SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "office": ("usage", ("Formal",)),
     "party": ("usage", ("Party",)),
 }
-#: Everyday names of outerwear, shoes and bags that catalogs file under other words ("coat" ->
-#: Jackets, "pumps" -> Heels, "loafers" -> Casual Shoes): neither the model nor BM25 knew them
-#: ("winter coat" found earrings of the Winter season). Understood when written exactly, like
-#: the WordNet names, never as a correction target: brand names sit an edit or two away
-#: ("Parina", "Tarika" -> parka, "cont" -> coat, "Roggers" -> jogger).
+#: Everyday names of clothes, shoes and bags that catalogs file under other words ("coat" ->
+#: Jackets, "pumps" -> Heels, "loafers" -> Casual Shoes, "panties" -> Briefs): neither the
+#: model nor BM25 knew them ("winter coat" found earrings of the Winter season, "bowtie" and
+#: "cotton panties" nothing relevant). Understood when written exactly, like the WordNet names,
+#: never as a correction target: brand names sit an edit or two away ("Parina", "Tarika" ->
+#: parka, "cont" -> coat, "Roggers" -> jogger).
 EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "coat": ("articleType", ("Jackets",)),
     "overcoat": ("articleType", ("Jackets",)),
@@ -64,6 +65,23 @@ EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sweatpant": ("articleType", ("Track Pants", "Lounge Pants")),
     "tote": ("articleType", ("Handbags",)),
     "satchel": ("articleType", ("Handbags", "Messenger Bag")),
+    # session 14
+    "panty": ("articleType", ("Briefs",)),
+    "lingerie": ("articleType", ("Bra", "Briefs", "Camisoles")),
+    "pyjama": ("articleType", ("Night suits", "Lounge Pants")),
+    "pajama": ("articleType", ("Night suits", "Lounge Pants")),
+    "slack": ("articleType", ("Trousers",)),
+    "miniskirt": ("articleType", ("Skirts",)),
+    "gown": ("articleType", ("Dresses",)),
+    "bermuda": ("articleType", ("Shorts",)),
+    "wedge": ("articleType", ("Heels",)),
+    "ballerina": ("articleType", ("Flats",)),
+    "chappal": ("articleType", ("Flip Flops", "Sandals")),
+    "beanie": ("articleType", ("Caps",)),
+    "bowtie": ("articleType", ("Ties",)),
+    "bow tie": ("articleType", ("Ties",)),
+    "smartwatch": ("articleType", ("Watches",)),
+    "cologne": ("articleType", ("Perfume and Body Mist",)),
 }
 
 
