@@ -39,7 +39,7 @@ SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "office": ("usage", ("Formal",)),
     "party": ("usage", ("Party",)),
 }
-#: Everyday names of clothes, shoes and bags that catalogs file under other words ("coat" ->
+#: Everyday names of clothes, shoes, bags and colours that catalogs file under other words ("coat" ->
 #: Jackets, "pumps" -> Heels, "loafers" -> Casual Shoes, "panties" -> Briefs): neither the
 #: model nor BM25 knew them ("winter coat" found earrings of the Winter season, "bowtie" and
 #: "cotton panties" nothing relevant). Understood when written exactly, like the WordNet names,
@@ -82,6 +82,21 @@ EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "bow tie": ("articleType", ("Ties",)),
     "smartwatch": ("articleType", ("Watches",)),
     "cologne": ("articleType", ("Perfume and Body Mist",)),
+    # colours KAGL files under other names ("wine" products are Purple or Maroon there); not
+    # "indigo", "ivory", "aqua": brands in KAGL's names (Indigo Nation, Ivory Tag, Aqua Cat)
+    "wine": ("baseColour", ("Burgundy", "Maroon", "Purple")),
+    "crimson": ("baseColour", ("Red", "Maroon")),
+    "scarlet": ("baseColour", ("Red",)),
+    "camel": ("baseColour", ("Tan", "Brown", "Khaki")),
+    "fuchsia": ("baseColour", ("Magenta", "Pink")),
+    "lilac": ("baseColour", ("Lavender", "Purple")),
+    "emerald": ("baseColour", ("Green", "Sea Green")),
+    "mint": ("baseColour", ("Sea Green", "Green")),
+    "turquoise": ("baseColour", ("Turquoise Blue",)),
+    "multicolour": ("baseColour", ("Multi",)),
+    "multicolor": ("baseColour", ("Multi",)),
+    "multicoloured": ("baseColour", ("Multi",)),
+    "multicolored": ("baseColour", ("Multi",)),
 }
 
 
