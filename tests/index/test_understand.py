@@ -224,6 +224,27 @@ def test_colour_names_the_catalog_files_under_other_names_are_understood():
         assert vocab.understand(brand) == {}, brand
 
 
+def test_everyday_words_for_uses_seasons_and_kinds_are_understood():
+    # Session 14: "winterwear" was corrected to Innerwear (two edits away), "jewelry" (the US
+    # spelling), "gym", "sleepwear" and "cosmetics" were understood as nothing
+    vocab = Vocabulary.build(
+        {
+            "usage": ["Sports", "Casual"],
+            "season": ["Winter", "Summer"],
+            "subCategory": ["Innerwear", "Loungewear and Nightwear", "Jewellery", "Makeup", "Lips"],
+            "gender": ["Men", "Women"],
+        }
+    )
+    assert vocab.understand("winterwear for men") == {"season": ["Winter"], "gender": ["Men"]}
+    assert vocab.understand("gym") == {"usage": ["Sports"]}
+    assert vocab.understand("workout") == {"usage": ["Sports"]}
+    assert vocab.understand("sportswear") == {"usage": ["Sports"]}
+    assert vocab.understand("sleepwear") == {"subCategory": ["Loungewear and Nightwear"]}
+    assert vocab.understand("gold jewelry") == {"subCategory": ["Jewellery"]}
+    assert vocab.understand("cosmetics") == {"subCategory": ["Makeup", "Lips"]}
+    assert vocab.understand("innerwear") == {"subCategory": ["Innerwear"]}
+
+
 def test_function_words_are_never_corrected_into_catalog_values():
     # Session 13: WordNet holds content words only, so "what" and "that" were one edit from
     # "hat", "than" from "tan", "during" two from "ring": "dress that is red" boosted Hats

@@ -97,6 +97,15 @@ EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "multicolor": ("baseColour", ("Multi",)),
     "multicoloured": ("baseColour", ("Multi",)),
     "multicolored": ("baseColour", ("Multi",)),
+    # uses, seasons and kinds in everyday (and US) words
+    "gym": ("usage", ("Sports",)),
+    "workout": ("usage", ("Sports",)),
+    "sportswear": ("usage", ("Sports",)),
+    "winterwear": ("season", ("Winter",)),
+    "summerwear": ("season", ("Summer",)),
+    "sleepwear": ("subCategory", ("Loungewear and Nightwear",)),
+    "jewelry": ("subCategory", ("Jewellery",)),
+    "cosmetics": ("subCategory", ("Makeup", "Lips", "Eyes", "Nails")),
 }
 
 
