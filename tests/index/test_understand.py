@@ -245,6 +245,33 @@ def test_everyday_words_for_uses_seasons_and_kinds_are_understood():
     assert vocab.understand("innerwear") == {"subCategory": ["Innerwear"]}
 
 
+def test_a_part_of_a_finer_value_is_understood_beside_a_coarser_value():
+    # Session 14: "perfume" read only the subCategory "Perfumes" (6 KAGL products), never the
+    # article type "Perfume and Body Mist" (607): "purfume" found 1 perfume in its top 10
+    vocab = Vocabulary.build(
+        {
+            "subCategory": ["Perfumes", "Fragrance"],
+            "articleType": ["Perfume and Body Mist", "Deodorant", "Watches"],
+        }
+    )
+    both = {"subCategory": ["Perfumes"], "articleType": ["Perfume and Body Mist"]}
+    for query in ("perfume", "perfumes", "purfume"):
+        assert vocab.understand(query) == both, query
+    # a part of a coarser value does not join a finer exact value
+    vocab = Vocabulary.build(
+        {"subCategory": ["Watch and Clock"], "articleType": ["Watches", "Clocks", "Belts"]}
+    )
+    assert vocab.understand("watch") == {"articleType": ["Watches"]}
+
+
+def test_misspellings_that_are_english_words_are_understood():
+    # Session 14: "neckless" and "earings" are WordNet words, so never corrected: nothing was
+    # understood and "neckless" found no necklace
+    vocab = Vocabulary.build({"articleType": ["Necklace and Chains", "Earrings", "Ring"]})
+    assert vocab.understand("gold neckless") == {"articleType": ["Necklace and Chains"]}
+    assert vocab.understand("earings") == {"articleType": ["Earrings"]}
+
+
 def test_function_words_are_never_corrected_into_catalog_values():
     # Session 13: WordNet holds content words only, so "what" and "that" were one edit from
     # "hat", "than" from "tan", "during" two from "ring": "dress that is red" boosted Hats

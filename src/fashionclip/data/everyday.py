@@ -106,6 +106,9 @@ EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sleepwear": ("subCategory", ("Loungewear and Nightwear",)),
     "jewelry": ("subCategory", ("Jewellery",)),
     "cosmetics": ("subCategory", ("Makeup", "Lips", "Eyes", "Nails")),
+    # misspellings that are English words too, so never corrected (``english_words``)
+    "neckless": ("articleType", ("Necklace and Chains",)),
+    "earing": ("articleType", ("Earrings",)),
 }
 
 

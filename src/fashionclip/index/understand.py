@@ -163,9 +163,17 @@ class Vocabulary:
         present = {(c, v) for v, c in finest.items()}
         for value, column in finest.items():
             vocab._add(_phrase(value), [(column, value)], primary=True)
+        size = {column: len(values[column]) for column in values}
         for value, column in finest.items():  # "Necklace and Chains": "necklace", "chains"
             for part in _AND.split(value) if _AND.search(value) else ():
-                vocab._add(_phrase(part), [(column, value)])
+                phrase, pair = _phrase(part), (column, value)
+                held = vocab.phrases.get(phrase, [])
+                if held and all(size[c] < size[column] for c, _ in held):
+                    # "perfume" is also the subCategory "Perfumes" (6 KAGL products): the
+                    # finer "Perfume and Body Mist" (607) is understood beside it
+                    vocab._put(phrase, [pair])
+                else:
+                    vocab._add(phrase, [pair])
         for word, (column, wanted) in SYNONYMS.items():
             vocab._add(_phrase(word), [(column, v) for v in wanted if (column, v) in present])
         for key, pairs in list(vocab.joined.items()):
@@ -189,6 +197,9 @@ class Vocabulary:
             return  # a catalog value wins over a synonym of another value
         if primary and any(c != pairs[0][0] for c, _ in self.phrases.get(phrase, [])):
             return  # "Dress" (subCategory) after "Dresses" (articleType): the finer one only
+        self._put(phrase, pairs)
+
+    def _put(self, phrase: Phrase, pairs: list[tuple[str, str]]) -> None:
         for target in (
             self.phrases.setdefault(phrase, []),
             self.joined.setdefault("".join(phrase), []),
