@@ -103,6 +103,7 @@ def normalise_words(text: str) -> list[str]:
 
 
 def _singular(word: str) -> str:
+    """One lower-case word in the singular, as query words and catalog values are matched."""
     if word in PLURAL_ONLY:
         return word
     return IRREGULAR_PLURALS.get(word) or singular_word(word)

@@ -23,6 +23,10 @@ IGNORE_DOC = (
     'Understood columns not to use (chips the person removed), e.g. ["baseColour"]: their '
     "soft boost is dropped; never a filter."
 )
+SET_ASIDE_DOC = (
+    "Understood columns hybrid search did not use: no product carries their values together "
+    "with the others' (their words still count as keywords)."
+)
 
 
 class TextSearchIn(BaseModel):
@@ -74,11 +78,7 @@ class ResultListOut(BaseModel):
         default_factory=dict,
         description='Catalog values recognised in the query text, e.g. {"baseColour": "Red"}.',
     )
-    set_aside: list[str] = Field(
-        default_factory=list,
-        description="Understood columns hybrid search did not use: no product carries their "
-        "values together with the others' (their words still count as keywords).",
-    )
+    set_aside: list[str] = Field(default_factory=list, description=SET_ASIDE_DOC)
 
 
 class SearchOut(BaseModel):
@@ -93,11 +93,7 @@ class SearchOut(BaseModel):
     understood: dict[str, Any] = Field(
         default_factory=dict, description="Catalog values recognised in the query text."
     )
-    set_aside: list[str] = Field(
-        default_factory=list,
-        description="Understood columns hybrid search did not use: no product carries their "
-        "values together with the others' (their words still count as keywords).",
-    )
+    set_aside: list[str] = Field(default_factory=list, description=SET_ASIDE_DOC)
 
 
 class LabelScoreOut(BaseModel):
