@@ -272,6 +272,19 @@ def test_misspellings_that_are_english_words_are_understood():
     assert vocab.understand("earings") == {"articleType": ["Earrings"]}
 
 
+def test_a_material_word_yields_to_an_article_named_beside_it():
+    # Session 14: "denim" (a synonym of Jeans) made "denim miniskirt" read Jeans or Skirts,
+    # and jeans filled the top 10 (P@10 0.0); "denim jacket" showed a Jeans chip
+    vocab = Vocabulary.build(
+        {"articleType": ["Jeans", "Jackets", "Skirts"], "baseColour": ["Blue"]}
+    )
+    assert vocab.understand("denim miniskirt") == {"articleType": ["Skirts"]}
+    assert vocab.understand("denim jacket") == {"articleType": ["Jackets"]}
+    assert vocab.understand("blue denim") == {"baseColour": ["Blue"], "articleType": ["Jeans"]}
+    assert vocab.understand("denim jeans") == {"articleType": ["Jeans"]}
+    assert vocab.understand("jeans and jackets") == {"articleType": ["Jeans", "Jackets"]}
+
+
 def test_function_words_are_never_corrected_into_catalog_values():
     # Session 13: WordNet holds content words only, so "what" and "that" were one edit from
     # "hat", "than" from "tan", "during" two from "ring": "dress that is red" boosted Hats

@@ -39,6 +39,10 @@ SYNONYMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "office": ("usage", ("Formal",)),
     "party": ("usage", ("Party",)),
 }
+#: Synonyms that are also a material: "denim" alone means jeans, but in "denim jacket" or
+#: "denim miniskirt" it says what the jacket is made of, so another value of the same column
+#: named in the query wins over it.
+MATERIAL_SYNONYMS = frozenset(["denim"])
 #: Everyday names of clothes, shoes, bags and colours that catalogs file under other words ("coat" ->
 #: Jackets, "pumps" -> Heels, "loafers" -> Casual Shoes, "panties" -> Briefs): neither the
 #: model nor BM25 knew them ("winter coat" found earrings of the Winter season, "bowtie" and

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from fashionclip.data.captions import singular_word
-from fashionclip.data.everyday import EVERYDAY_NAMES, SYNONYMS
+from fashionclip.data.everyday import EVERYDAY_NAMES, MATERIAL_SYNONYMS, SYNONYMS
 from fashionclip.index.text import WORD
 
 #: WordNet names that are also everyday words or brand names in catalogs ("turtle", "band").
@@ -218,6 +218,7 @@ class Vocabulary:
         """
         words = normalise_words(text)[:64]
         found: Understood = {}
+        material: set[tuple[str, str]] = set()  # values only a material word named
         i = 0
         while i < len(words):
             for n in range(min(self.longest, len(words) - i), 0, -1):
@@ -226,15 +227,20 @@ class Vocabulary:
                 if pairs is None and n == 1 and not (catalog_word and catalog_word(gram[0])):
                     pairs = self._fuzzy(gram[0])
                 if pairs:
+                    is_material = " ".join(gram) in MATERIAL_SYNONYMS
                     for column, value in pairs:
                         listed = found.setdefault(column, [])
                         if value not in listed:
                             listed.append(value)
+                            if is_material:
+                                material.add((column, value))
+                        elif not is_material:
+                            material.discard((column, value))
                     i += n
                     break
             else:
                 i += 1
-        return found
+        return _without_materials(found, material)
 
     def _fuzzy(self, word: str) -> list[tuple[str, str]] | None:
         if len(word) < MIN_FUZZY_LETTERS or word.isdigit() or word in english_words():
@@ -268,6 +274,16 @@ class Vocabulary:
         for variant in deletions(word, limit):
             found |= self._near.get(variant, set())
         return found
+
+
+def _without_materials(found: Understood, material: set[tuple[str, str]]) -> Understood:
+    """``found`` without the values only a material word named ("denim": Jeans) in a column
+    where another word named a value too ("denim jacket": Jackets, not Jeans or Jackets)."""
+    out: Understood = {}
+    for column, values in found.items():
+        kept = [v for v in values if (column, v) not in material]
+        out[column] = kept or values
+    return out
 
 
 def deletions(word: str, n: int) -> set[str]:
