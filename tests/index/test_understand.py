@@ -285,6 +285,24 @@ def test_a_material_word_yields_to_an_article_named_beside_it():
     assert vocab.understand("jeans and jackets") == {"articleType": ["Jeans", "Jackets"]}
 
 
+def test_tees_polos_and_jerseys_are_tshirts_not_wordnet_shirts():
+    # Session 14: WordNet lists "tee shirt", "polo shirt" and "jersey" as kinds of shirt, so
+    # "white tee shirt" read Shirts (P@10 0.1); KAGL files all three as Tshirts. Also "guys",
+    # "teens" and "ankle boots" were understood as nothing
+    vocab = Vocabulary.build(
+        {
+            "articleType": ["Tshirts", "Shirts", "Jeans", "Booties"],
+            "gender": ["Men", "Women", "Boys", "Girls"],
+        }
+    )
+    for query in ("tee shirt", "polo shirt", "jersey", "tee", "polo"):
+        assert vocab.understand(query) == {"articleType": ["Tshirts"]}, query
+    assert vocab.understand("dress shirt") == {"articleType": ["Shirts"]}  # WordNet still
+    assert vocab.understand("guys jeans") == {"gender": ["Men"], "articleType": ["Jeans"]}
+    assert vocab.understand("teens") == {"gender": ["Boys", "Girls"]}
+    assert vocab.understand("ankle boots") == {"articleType": ["Booties"]}
+
+
 def test_function_words_are_never_corrected_into_catalog_values():
     # Session 13: WordNet holds content words only, so "what" and "that" were one edit from
     # "hat", "than" from "tan", "during" two from "ring": "dress that is red" boosted Hats
