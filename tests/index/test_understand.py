@@ -303,6 +303,17 @@ def test_tees_polos_and_jerseys_are_tshirts_not_wordnet_shirts():
     assert vocab.understand("ankle boots") == {"articleType": ["Booties"]}
 
 
+def test_kurta_pyjama_is_a_set_not_nightwear():
+    # Session 14: once "pyjama" meant Night suits, "kurta pyjama for men" boosted night suits
+    # beside kurtas (dev P@10 1.0 -> 0.5); the phrase names the ethnic set
+    vocab = Vocabulary.build(
+        {"articleType": ["Kurtas", "Kurta Sets", "Night suits", "Lounge Pants"]}
+    )
+    for query in ("kurta pyjama", "kurta pajamas", "men's kurta pyjama set"):
+        assert vocab.understand(query)["articleType"] == ["Kurta Sets", "Kurtas"], query
+    assert vocab.understand("pyjamas") == {"articleType": ["Night suits", "Lounge Pants"]}
+
+
 def test_function_words_are_never_corrected_into_catalog_values():
     # Session 13: WordNet holds content words only, so "what" and "that" were one edit from
     # "hat", "than" from "tan", "during" two from "ring": "dress that is red" boosted Hats

@@ -80,6 +80,8 @@ EVERYDAY_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "panty": ("articleType", ("Briefs",)),
     "lingerie": ("articleType", ("Bra", "Briefs", "Camisoles")),
     "pyjama": ("articleType", ("Night suits", "Lounge Pants")),
+    "kurta pyjama": ("articleType", ("Kurta Sets", "Kurtas")),  # a set, not nightwear
+    "kurta pajama": ("articleType", ("Kurta Sets", "Kurtas")),
     "pajama": ("articleType", ("Night suits", "Lounge Pants")),
     "slack": ("articleType", ("Trousers",)),
     "miniskirt": ("articleType", ("Skirts",)),
