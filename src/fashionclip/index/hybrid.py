@@ -203,11 +203,11 @@ class HybridSearch:
         lists: list[tuple[float, np.ndarray, np.ndarray]] = [(w.vector, *vector)]
         if pending is not None:
             lists.append((w.keyword, *pending.result()))
-        matches = relax(self.column_matches(snap, understood))
+        matches, carry_all = _relaxed(self.column_matches(snap, understood))
         need = column_needs(matches, vector[0], w.adaptive)
         masks: list[tuple[float, np.ndarray]] = []
-        if matches and w.attributes > 0:
-            masks.append((w.attributes, np.logical_and.reduce(list(matches.values()))))
+        if carry_all is not None and w.attributes > 0:
+            masks.append((w.attributes, carry_all))
         if w.columns > 0 and len(matches) > 1:
             masks += [(w.columns * need[c], m) for c, m in matches.items() if need[c] > 0]
         for weight, mask in masks:
@@ -285,20 +285,32 @@ def relax(matches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     some products share is kept, the one with the rarest values among sets of that size (the
     most telling words, as BM25's idf: Black and Jackets, not Black and Winter). A dropped
     column is neither ranked nor boosted; its words are still searched by BM25."""
-    if len(matches) < 2 or np.logical_and.reduce(list(matches.values())).any():
-        return matches
-    n = len(next(iter(matches.values())))
+    return _relaxed(matches)[0]
+
+
+def _relaxed(
+    matches: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """:func:`relax`'s columns and the products that carry all of them (None when no column
+    is kept): the conjunction relax tests is the attribute list hybrid search ranks, so it is
+    computed once."""
+    if not matches:
+        return matches, None
+    every = np.logical_and.reduce(list(matches.values()))
+    if len(matches) < 2 or every.any():
+        return matches, every
+    n = len(every)
     idf = {c: float(np.log((n + 1) / (int(m.sum()) + 1))) for c, m in matches.items()}
     for size in range(len(matches) - 1, 0, -1):
-        shared = [
-            combo
-            for combo in itertools.combinations(matches, size)
-            if np.logical_and.reduce([matches[c] for c in combo]).any()
-        ]
+        shared = []
+        for combo in itertools.combinations(matches, size):
+            carry = np.logical_and.reduce([matches[c] for c in combo])
+            if carry.any():
+                shared.append((combo, carry))
         if shared:
-            best = max(shared, key=lambda combo: (sum(idf[c] for c in combo), combo))
-            return {c: matches[c] for c in best}
-    return {}
+            best, carry = max(shared, key=lambda s: (sum(idf[c] for c in s[0]), s[0]))
+            return {c: matches[c] for c in best}, carry
+    return {}, None
 
 
 def column_needs(
