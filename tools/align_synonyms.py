@@ -19,8 +19,6 @@ import fashionclip
 from fashionclip.evaluate.loaders import load_kagl
 from fashionclip.train.synonyms import AlignConfig, align_synonyms, synonym_table
 
-COLUMNS = ("masterCategory", "subCategory", "articleType", "baseColour", "gender", "usage")
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -33,8 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--anchor-weight", type=float, default=AlignConfig.anchor_weight)
     args = parser.parse_args(argv)
     kagl = load_kagl("train", args.data_dir)
-    values = {c: sorted({v for v in kagl.attributes[c] if v}) for c in COLUMNS}
-    table = synonym_table(values)
+    # as the search reads a catalog of these products (columns of free text left out)
+    table = synonym_table({c: sorted(set(vs) - {""}) for c, vs in kagl.attributes.items()})
     model = fashionclip.load(args.source, device="cpu", precision="fp32")
     config = AlignConfig(
         beta=args.beta, steps=args.steps, seed=args.seed, anchor_weight=args.anchor_weight

@@ -401,3 +401,15 @@ def test_a_value_naming_two_kinds_is_understood_from_either():
     # a part that is a value itself keeps meaning that value
     assert vocab.understand("ties") == {"articleType": ["Ties"]}
     assert vocab.understand("ties and cufflinks") == {"articleType": ["Ties and Cufflinks"]}
+
+
+def test_a_column_of_free_text_is_not_vocabulary() -> None:
+    """More distinct values than MAX_ATTRIBUTE_VALUES: product names, not attribute values."""
+    from fashionclip.index.text import MAX_ATTRIBUTE_VALUES
+
+    names = [f"Roadster Men Shirt {i}" for i in range(MAX_ATTRIBUTE_VALUES)] + ["Blue Kurta"]
+    vocab = Vocabulary.build({"articleType": ["Shirts"], "productDisplayName": names})
+    assert vocab.understand("blue kurta") == {}
+    assert vocab.understand("shirt") == {"articleType": ["Shirts"]}
+    kept = Vocabulary.build({"articleType": ["Shirts"], "name": names[-2:]})
+    assert kept.understand("blue kurta") == {"name": ["Blue Kurta"]}

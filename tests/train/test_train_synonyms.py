@@ -10,7 +10,7 @@ from PIL import Image
 
 import fashionclip
 from fashionclip.errors import FashionCLIPError
-from fashionclip.models.testing import build_tiny_dual_encoder
+from fashionclip.models.testing import build_tiny_clip, build_tiny_dual_encoder
 from fashionclip.train.synonyms import AlignConfig, align_synonyms, synonym_table
 
 VALUES = {
@@ -70,3 +70,9 @@ def test_alignment_with_nothing_to_align_is_an_error(tmp_path: Path) -> None:
     )
     with pytest.raises(FashionCLIPError, match="no synonyms"):
         align_synonyms(model, {}, ["x"])
+
+
+def test_alignment_refuses_another_kind_of_model(tmp_path: Path) -> None:
+    model = fashionclip.load(build_tiny_clip(tmp_path / "clip"), device="cpu", precision="fp32")
+    with pytest.raises(FashionCLIPError, match="dual encoder"):
+        align_synonyms(model, {"coat": ["Jackets"]}, ["x"])

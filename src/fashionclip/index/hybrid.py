@@ -35,7 +35,7 @@ from fashionclip.index.backends.exact import GATHER_FRACTION
 from fashionclip.index.query import Query, check_dimension, unit_vector
 from fashionclip.index.snapshot import Snapshot
 from fashionclip.index.store import Store
-from fashionclip.index.text import MAX_ATTRIBUTE_VALUES, MAX_DF_FRACTION, TextIndex
+from fashionclip.index.text import MAX_DF_FRACTION, TextIndex
 from fashionclip.index.understand import Understood, Vocabulary, chips
 
 #: Runs keyword queries next to the vector scan (see HybridSearch.search).
@@ -108,11 +108,10 @@ class HybridSearch:
         with self._lock:
             cached = self._vocab
             if cached is None or cached[0] != snap.generation:
-                values = {}
-                for column in snap.columns:
-                    _, distinct, _ = filtering.column_codes(snap, column, self._read)
-                    if len(distinct) <= MAX_ATTRIBUTE_VALUES:
-                        values[column] = distinct
+                values = {
+                    column: filtering.column_codes(snap, column, self._read)[1]
+                    for column in snap.columns
+                }
                 cached = self._vocab = (snap.generation, Vocabulary.build(values))
         return cached[1]
 

@@ -36,7 +36,7 @@ from importlib import resources
 
 from fashionclip.data.captions import singular_word
 from fashionclip.data.everyday import EVERYDAY_NAMES, MATERIAL_SYNONYMS, SYNONYMS
-from fashionclip.index.text import WORD
+from fashionclip.index.text import MAX_ATTRIBUTE_VALUES, WORD
 
 #: WordNet names that are also everyday words or brand names in catalogs ("turtle", "band").
 _NOISY_ALIASES = frozenset(
@@ -152,7 +152,11 @@ class Vocabulary:
 
     @classmethod
     def build(cls, values: Mapping[str, Sequence[object]]) -> Vocabulary:
-        """From ``{column: distinct values}``: catalog values, then synonyms and aliases."""
+        """From ``{column: distinct values}``: catalog values, then synonyms and aliases.
+
+        A column with more than ``MAX_ATTRIBUTE_VALUES`` distinct values is free text (product
+        names), not an attribute: it is left out."""
+        values = {c: v for c, v in values.items() if len(v) <= MAX_ATTRIBUTE_VALUES}
         vocab = cls()
         # A value in several columns (subCategory "Watches", articleType "Watches") is
         # understood in the column with most distinct values: the finest one.

@@ -31,12 +31,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fashionclip.errors import FashionCLIPError
 from fashionclip.index.understand import Vocabulary
+from fashionclip.models.dual_encoder import FashionDualEncoder
+
+if TYPE_CHECKING:
+    from fashionclip.models.model import FashionCLIP
 
 #: Templates the alignment trains on; :data:`HELD_OUT_TEMPLATES` measure that it generalises.
 ALIGN_TEMPLATES: tuple[str, ...] = (
@@ -103,7 +108,7 @@ def synonym_table(
 
 
 def align_synonyms(
-    model: object,
+    model: FashionCLIP,
     table: Mapping[str, Sequence[str]],
     anchors: Sequence[str],
     config: AlignConfig = AlignConfig(),
@@ -119,13 +124,18 @@ def align_synonyms(
     config.check()
     if not table:
         raise FashionCLIPError("no synonyms to align")
-    module = model.module  # type: ignore[attr-defined]
+    module = model.module
+    if not isinstance(module, FashionDualEncoder):
+        raise FashionCLIPError(
+            f"synonym alignment trains a fashionclip dual encoder's text side; {model.name} is "
+            f"a {model.kind} model"
+        )
     values = sorted({v for vs in table.values() for v in vs})
-    anchor_texts = list(dict.fromkeys([t.format(v) for t in ALIGN_TEMPLATES for v in values]))
-    anchor_texts += list(dict.fromkeys(a for a in anchors if a and a not in anchor_texts))
+    named = [t.format(v) for t in ALIGN_TEMPLATES for v in values]
+    anchor_texts = list(dict.fromkeys([*named, *(a for a in anchors if a)]))
     started = time.perf_counter()
-    syn_train, target_train = _targets(model, table, ALIGN_TEMPLATES, config.beta)
-    syn_held, target_held = _targets(model, table, HELD_OUT_TEMPLATES, config.beta)
+    syn_train, target_train = _targets(model, table, values, ALIGN_TEMPLATES, config.beta)
+    syn_held, target_held = _targets(model, table, values, HELD_OUT_TEMPLATES, config.beta)
     anchor_start = _encode(model, anchor_texts)
     figures = {
         "synonyms": float(len(table)),
@@ -134,12 +144,9 @@ def align_synonyms(
         "before/train_cos": _mean_cos(model, syn_train, target_train),
         "before/held_out_cos": _mean_cos(model, syn_held, target_held),
     }
-    module.lock_image_tower(0)
-    module.visual_projection.requires_grad_(False)
+    module.requires_grad_(False)  # the image side and the temperature stay as they are
     module.lock_text_tower(config.unlocked_layers)
     module.text_projection.requires_grad_(True)
-    if hasattr(module, "logit_scale"):
-        module.logit_scale.requires_grad_(False)
     params = [p for p in module.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     rng = np.random.default_rng(config.seed)
@@ -149,8 +156,7 @@ def align_synonyms(
         a = rng.choice(len(anchor_texts), min(config.anchor_batch_size, len(anchor_texts)), False)
         texts = [syn_train[i] for i in s] + [anchor_texts[i] for i in a]
         vectors = torch.nn.functional.normalize(
-            model.text_embeddings(model.tokenize(texts)).float(),  # type: ignore[attr-defined]
-            dim=-1,
+            model.text_embeddings(model.tokenize(texts)).float(), dim=-1
         )
         goal = torch.from_numpy(np.concatenate([target_train[s], anchor_start[a]]))
         cos = (vectors * goal).sum(-1)
@@ -173,30 +179,35 @@ def align_synonyms(
 
 
 def _targets(
-    model: object, table: Mapping[str, Sequence[str]], templates: Sequence[str], beta: float
+    model: FashionCLIP,
+    table: Mapping[str, Sequence[str]],
+    values: Sequence[str],
+    templates: Sequence[str],
+    beta: float,
 ) -> tuple[list[str], np.ndarray]:
-    """Synonym texts in ``templates`` and their unit target vectors (from the model as it is)."""
+    """Synonym texts in ``templates`` and their unit target vectors (from the model as it is);
+    ``values``: every value the table names, sorted."""
     phrases = sorted(table)
-    values = sorted({v for vs in table.values() for v in vs})
     texts = [t.format(p) for t in templates for p in phrases]
     own = _encode(model, texts)
     named = _encode(model, [t.format(v) for t in templates for v in values])
     where = {v: i for i, v in enumerate(values)}
     targets = np.empty_like(own)
-    for k, (t, p) in enumerate((t, p) for t in range(len(templates)) for p in phrases):
-        value_mean = named[[t * len(values) + where[v] for v in table[p]]].mean(0)
-        value_mean /= np.linalg.norm(value_mean)
-        mixed = beta * own[k] + (1 - beta) * value_mean
-        targets[k] = mixed / np.linalg.norm(mixed)
+    for t in range(len(templates)):
+        for j, phrase in enumerate(phrases):
+            value_mean = named[[t * len(values) + where[v] for v in table[phrase]]].mean(0)
+            mixed = beta * own[t * len(phrases) + j] + (1 - beta) * _unit(value_mean)
+            targets[t * len(phrases) + j] = _unit(mixed)
     return texts, targets.astype(np.float32)
 
 
-def _encode(model: object, texts: Sequence[str]) -> np.ndarray:
-    return np.asarray(
-        model.encode_text(list(texts), batch_size=256, show_progress=False),  # type: ignore[attr-defined]
-        np.float32,
-    )
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
 
 
-def _mean_cos(model: object, texts: Sequence[str], targets: np.ndarray) -> float:
+def _encode(model: FashionCLIP, texts: Sequence[str]) -> np.ndarray:
+    return np.asarray(model.encode_text(list(texts), batch_size=256), np.float32)
+
+
+def _mean_cos(model: FashionCLIP, texts: Sequence[str], targets: np.ndarray) -> float:
     return float((_encode(model, texts) * targets).sum(-1).mean())
